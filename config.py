@@ -1,0 +1,100 @@
+"""Configuration classes, read from environment variables when instantiated.
+
+`create_app(name)` picks one of CONFIGS; nothing here is computed at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run (a required variable is missing or invalid)."""
+
+
+def database_url(url: str) -> str:
+    """Use psycopg 3 for plain `postgresql://` URLs (the usual form in deployment docs)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    DEBUG = False
+    TESTING = False
+
+    def __init__(self) -> None:
+        env = os.environ.get
+        self.SECRET_KEY = env("SECRET_KEY") or "dev-only-secret-key-change-me"
+        self.SQLALCHEMY_DATABASE_URI = database_url(
+            env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'instance' / 'tumorboard.db'}"
+        )
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.SERVER_NAME_FOR_LINKS = env("TUMORBOARD_BASE_URL", "http://127.0.0.1:5000")
+        self.MAIL_FROM = env("MAIL_FROM", "tumorboard@localhost")
+        self.SMTP_HOST = env("SMTP_HOST", "127.0.0.1")
+        self.SMTP_PORT = _int("SMTP_PORT", 8025)
+        self.HOSPITAL_TIMEZONE = env("HOSPITAL_TIMEZONE", "Europe/London")
+        #: days from diagnosis to the latest treatment start when none is planned
+        self.PRETREATMENT_WINDOW_DAYS = _int("PRETREATMENT_WINDOW_DAYS", 90)
+        #: a case not yet scheduled this many days before its deadline is "at risk"
+        self.AT_RISK_MARGIN_DAYS = _int("AT_RISK_MARGIN_DAYS", 14)
+        self.MEETING_HORIZON_WEEKS = _int("MEETING_HORIZON_WEEKS", 12)
+        self.SCHEDULER_LOCK_DIR = env("SCHEDULER_LOCK_DIR", str(BASE_DIR / "instance"))
+        #: argon2 cost; tests lower it to stay fast
+        self.PASSWORD_HASH_PARAMS = {"time_cost": 3, "memory_cost": 65536, "parallelism": 2}
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
+        self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+
+
+class DevelopmentConfig(Config):
+    DEBUG = True
+
+
+class TestingConfig(Config):
+    TESTING = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.SECRET_KEY = "testing-secret-key"  # noqa: S105 - tests only
+        self.SQLALCHEMY_DATABASE_URI = database_url(
+            os.environ.get("TEST_DATABASE_URL") or "sqlite:///:memory:"
+        )
+        self.PASSWORD_HASH_PARAMS = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+        self.SERVER_NAME_FOR_LINKS = "http://tumorboard.test"
+
+
+class ProductionConfig(Config):
+    def __init__(self) -> None:
+        missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not os.environ.get(name)]
+        if missing:
+            raise ConfigError(f"production needs {' and '.join(missing)} set in the environment")
+        super().__init__()
+        self.SESSION_COOKIE_SECURE = True
+        self.REMEMBER_COOKIE_SECURE = True
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}

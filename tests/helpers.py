@@ -1,0 +1,31 @@
+"""Helpers for driving the app like a browser would (CSRF tokens included)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from tests.factories import PASSWORD
+
+_TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client: FlaskClient, url: str) -> str:
+    """The CSRF token of the form on the page at `url`."""
+    page = client.get(url).get_data(as_text=True)
+    match = _TOKEN.search(page)
+    assert match, f"no CSRF token on {url}"
+    return match.group(1) or match.group(2)
+
+
+def post_form(client: FlaskClient, url: str, data: dict[str, Any], form_url: str | None = None,
+              **kw: Any) -> TestResponse:
+    """POST a form the way the browser would, with the token from the page that shows it."""
+    return client.post(url, data={**data, "csrf_token": csrf_token(client, form_url or url)}, **kw)
+
+
+def login(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
+    return post_form(client, "/login", {"email": email, "password": password})

@@ -1,0 +1,62 @@
+"""tumorboard: multidisciplinary tumor board scheduling for oncology second opinions."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from config import CONFIGS
+
+
+def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
+    """Build the web application. Never starts the scheduler (see `tumorboard.jobs`)."""
+    name = config_name or os.environ.get("TUMORBOARD_CONFIG", "development")
+    if name not in CONFIGS:
+        raise ValueError(f"unknown configuration {name!r}; use one of {', '.join(CONFIGS)}")
+    app = Flask(
+        __name__,
+        template_folder="../templates",
+        instance_path=os.path.join(os.path.dirname(os.path.dirname(__file__)), "instance"),
+    )
+    app.jinja_env.add_extension("jinja2.ext.do")
+    app.config.from_object(CONFIGS[name]())
+    app.config.update(overrides)
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_cli(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from tumorboard import models  # noqa: F401  (every model registered before migrations)
+    from tumorboard.api import init_api
+    from tumorboard.auth.services import init_login
+    from tumorboard.extensions import csrf, db, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    csrf.init_app(app)
+    init_login(app)
+    init_api(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from tumorboard.auth.permissions import enforce_permissions
+    from tumorboard.auth.views import bp as auth_bp
+    from tumorboard.errors import register_error_handlers
+    from tumorboard.main.views import bp as main_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp)
+    app.before_request(enforce_permissions)
+    register_error_handlers(app)
+
+
+def register_cli(app: Flask) -> None:
+    from tumorboard.cli import tumorboard_cli
+
+    app.cli.add_command(tumorboard_cli)

@@ -1,0 +1,70 @@
+"""The JSON API under /api/v1: flask-smorest blueprints, schemas → OpenAPI 3.
+
+Each feature defines its blueprint with `api_blueprint(...)` in `<feature>/api.py` and is listed
+in `API_BLUEPRINTS`; `init_api` builds one `Api` per app and registers them all.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from flask import Flask, request
+from flask_login import current_user
+from flask_smorest import Api as SmorestApi
+from flask_smorest import Blueprint
+from werkzeug.exceptions import HTTPException
+
+from tumorboard.errors import handle_http_exception
+from tumorboard.extensions import csrf
+
+API_PREFIX = "/api/v1"
+
+#: "module:attribute" of every API blueprint
+API_BLUEPRINTS = ["tumorboard.api.meta:blp"]
+
+
+class Api(SmorestApi):
+    """flask-smorest with the project's single error format."""
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        return handle_http_exception(error)
+
+
+def _csrf_for_cookie_sessions() -> None:
+    # A bearer token is never sent by a browser on its own: no CSRF check needed. A browser
+    # session (cookie) writing through the API must carry the CSRF token (X-CSRFToken header).
+    if request.method in {"GET", "HEAD", "OPTIONS"}:
+        return
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        return
+    if current_user.is_authenticated:
+        csrf.protect()
+
+
+def api_blueprint(name: str, import_name: str, **kwargs: Any) -> Blueprint:
+    """A smorest blueprint for /api/v1 with the API's CSRF rule."""
+    blp = Blueprint(name, import_name, **kwargs)
+    blp.before_request(_csrf_for_cookie_sessions)
+    csrf.exempt(blp)
+    return blp
+
+
+def init_api(app: Flask) -> Api:
+    app.config.setdefault("API_TITLE", "tumorboard")
+    app.config.setdefault("API_VERSION", "v1")
+    app.config.setdefault("OPENAPI_VERSION", "3.0.3")
+    app.config.setdefault("OPENAPI_URL_PREFIX", API_PREFIX)
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    api = Api(app, spec_kwargs={
+        "info": {"description": "tumorboard: cases, records, boards, meetings and assignments."},
+        "components": {"securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session"},
+        }},
+        "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+    })
+    for path in API_BLUEPRINTS:
+        module, _, attr = path.partition(":")
+        api.register_blueprint(getattr(import_module(module), attr))
+    return api

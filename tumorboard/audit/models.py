@@ -1,0 +1,32 @@
+"""The append-only, hash-chained audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tumorboard.db import UTCDateTime, now_utc
+from tumorboard.extensions import db
+
+
+class AuditEvent(db.Model):
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_events_object", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)
+    #: no foreign key: the trail outlives and never changes with the user rows
+    actor_id: Mapped[int | None] = mapped_column(index=True)
+    actor_email: Mapped[str | None] = mapped_column(sa.String(254))
+    #: e.g. login, login_failed, case.read, case.create, case.update
+    action: Mapped[str] = mapped_column(sa.String(60), index=True)
+    object_type: Mapped[str | None] = mapped_column(sa.String(40))
+    object_id: Mapped[str | None] = mapped_column(sa.String(40))
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    #: hash of the previous row and of this row's canonical JSON (sha256 hex)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64), unique=True)

@@ -1,0 +1,29 @@
+"""Imports every feature's models so metadata (and Alembic) sees the whole schema."""
+
+from tumorboard.audit.models import AuditEvent
+from tumorboard.auth.models import ApiToken, User, UserRole
+from tumorboard.boards.models import Board, BoardMember, BoardSite, BoardSpecialty, Meeting
+from tumorboard.calendar.models import Invitation
+from tumorboard.cases.models import Assignment, Case, CaseSpecialty, RecordItem
+from tumorboard.consensus.models import Consensus, ConsensusAmendment
+from tumorboard.notifications.models import OutboxMessage
+
+__all__ = [
+    "ApiToken",
+    "Assignment",
+    "AuditEvent",
+    "Board",
+    "BoardMember",
+    "BoardSite",
+    "BoardSpecialty",
+    "Case",
+    "CaseSpecialty",
+    "Consensus",
+    "ConsensusAmendment",
+    "Invitation",
+    "Meeting",
+    "OutboxMessage",
+    "RecordItem",
+    "User",
+    "UserRole",
+]
