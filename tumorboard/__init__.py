@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from typing import Any
 
 from flask import Flask
@@ -44,16 +45,31 @@ def register_extensions(app: Flask) -> None:
     init_api(app)
 
 
+#: every HTML blueprint, "module:attribute"
+VIEW_BLUEPRINTS = [
+    "tumorboard.main.views:bp",
+    "tumorboard.auth.views:bp",
+    "tumorboard.cases.views:bp",
+    "tumorboard.boards.views:bp",
+    "tumorboard.calendar.views:bp",
+]
+
+
 def register_blueprints(app: Flask) -> None:
     from tumorboard.auth.permissions import enforce_permissions
-    from tumorboard.auth.views import bp as auth_bp
     from tumorboard.errors import register_error_handlers
-    from tumorboard.main.views import bp as main_bp
 
-    app.register_blueprint(main_bp)
-    app.register_blueprint(auth_bp)
+    for path in VIEW_BLUEPRINTS:
+        module, _, attr = path.partition(":")
+        app.register_blueprint(getattr(import_module(module), attr))
     app.before_request(enforce_permissions)
     register_error_handlers(app)
+
+    @app.context_processor
+    def _template_globals() -> dict[str, object]:
+        from tumorboard.vocab import label
+
+        return {"url_endpoints": set(app.view_functions), "label": label}
 
 
 def register_cli(app: Flask) -> None:

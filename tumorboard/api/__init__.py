@@ -21,7 +21,12 @@ from tumorboard.extensions import csrf
 API_PREFIX = "/api/v1"
 
 #: "module:attribute" of every API blueprint
-API_BLUEPRINTS = ["tumorboard.api.meta:blp"]
+API_BLUEPRINTS = [
+    "tumorboard.api.meta:blp",
+    "tumorboard.cases.api:blp",
+    "tumorboard.boards.api:blp",
+    "tumorboard.calendar.api:blp",
+]
 
 
 class Api(SmorestApi):

@@ -44,6 +44,7 @@ CLINICAL = roles("coordinator", "oncologist", "specialist")
 ADMIN = roles("admin")
 
 PERMISSIONS: dict[str, Allow] = {
+    # --- main, auth, API meta
     "static": PUBLIC,
     "main.health": PUBLIC,
     "auth.login": PUBLIC,
@@ -51,6 +52,9 @@ PERMISSIONS: dict[str, Allow] = {
     "main.index": allow(ANY_ROLE),
     "api_meta.me": allow(ANY_ROLE),
     "api-docs.openapi_json": PUBLIC,
+    # --- cases (HTML "cases.*", API "api_cases.*")
+    # --- boards, meetings, agendas (HTML "boards.*", API "api_boards.*")
+    # --- calendar: RSVP, feeds, iTIP (HTML "calendar.*", API "api_calendar.*")
 }
 
 

@@ -1,0 +1,7 @@
+"""JSON API of the boards feature under /api/v1."""
+
+from __future__ import annotations
+
+from tumorboard.api import api_blueprint
+
+blp = api_blueprint("api_boards", __name__, url_prefix="/api/v1", description="boards")
