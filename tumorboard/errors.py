@@ -25,6 +25,22 @@ CODES = {
 }
 
 
+class DomainError(Exception):
+    """A request the domain refuses (illegal transition, conflict, invalid value).
+
+    Services raise it before changing anything; the API answers `{"error": …}` with `status`,
+    HTML views show `message` (and `fields`) on the form.
+    """
+
+    def __init__(self, message: str, *, fields: dict[str, Any] | None = None, status: int = 422,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+        self.status = status
+        self.code = code
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/")
 
@@ -68,6 +84,14 @@ def handle_csrf_error(error: CSRFError) -> Response | tuple[str, int]:
     return handle_http_exception(error)
 
 
+def handle_domain_error(error: DomainError) -> Response | tuple[str, int]:
+    db.session.rollback()
+    if wants_json():
+        return json_error(error.status, error.message, error.fields, error.code)
+    return render_template("errors/error.html", error=error, status=error.status,
+                           title="Not possible"), error.status
+
+
 def handle_unexpected(error: Exception) -> Response | tuple[str, int]:
     from flask import current_app
 
@@ -76,6 +100,7 @@ def handle_unexpected(error: Exception) -> Response | tuple[str, int]:
 
 
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     if not app.testing:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 01:12:41.719806
+Create Date: 2026-11-28 01:15:51.692079
 
 """
 from alembic import op
@@ -54,11 +54,13 @@ def upgrade():
     sa.Column('capacity_minutes', sa.Integer(), nullable=False),
     sa.Column('default_case_minutes', sa.Integer(), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('feed_token', sa.String(length=64), nullable=False),
     sa.Column('created_at', tumorboard.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('capacity_minutes >= 0', name=op.f('ck_boards_capacity_nonnegative')),
     sa.CheckConstraint('default_case_minutes > 0', name=op.f('ck_boards_case_minutes_positive')),
     sa.CheckConstraint('duration_minutes > 0', name=op.f('ck_boards_duration_positive')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_boards')),
+    sa.UniqueConstraint('feed_token', name=op.f('uq_boards_feed_token')),
     sa.UniqueConstraint('name', name=op.f('uq_boards_name'))
     )
     op.create_table('outbox_messages',

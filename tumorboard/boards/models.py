@@ -7,6 +7,7 @@ from datetime import date, datetime, time
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from tumorboard.auth.models import new_token
 from tumorboard.db import UTCDateTime, check_in, now_utc
 from tumorboard.extensions import db
 from tumorboard.vocab import MEETING_KINDS, MEETING_STATUSES, SITES, SPECIALTIES
@@ -34,6 +35,8 @@ class Board(db.Model):
     capacity_minutes: Mapped[int] = mapped_column(default=60)
     default_case_minutes: Mapped[int] = mapped_column(default=10)
     active: Mapped[bool] = mapped_column(default=True)
+    #: secret part of the board's calendar feed URL; rotate to revoke
+    feed_token: Mapped[str] = mapped_column(sa.String(64), unique=True, default=new_token)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
     sites: Mapped[list[BoardSite]] = relationship(cascade="all, delete-orphan", lazy="selectin")
