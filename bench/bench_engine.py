@@ -51,7 +51,7 @@ NOW = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 
 
 def generate(n_cases: int, n_boards: int, weeks: int, seed: int = 1) -> dict[str, Any]:
-    """A seeded Problem document: weekly boards over `weeks`, capacity roughly 90 % of demand."""
+    """A seeded Problem document: weekly boards over `weeks`, demand roughly 85 % of capacity."""
     rng = random.Random(seed)
     names = sorted(CLUSTERS, key=lambda k: -VOLUME[k])
     # Every cluster in turn gets a board, then extra boards go where the volume is.
@@ -64,7 +64,7 @@ def generate(n_cases: int, n_boards: int, weeks: int, seed: int = 1) -> dict[str
         sites = sites if rng.random() < 0.6 else rng.sample(sites, rng.randint(1, len(sites)))
         served.update(sites)
         specialties = CORE + rng.sample(EXTRA, rng.randint(1, 4))
-        capacity = rng.choice([90, 120, 150, 180])
+        capacity = rng.choice([120, 150, 180, 210])
         first = NOW + timedelta(days=rng.randint(0, 6), hours=rng.randint(1, 10))
         for w in range(weeks):
             if rng.random() < 0.03:  # an occasional cancelled occurrence

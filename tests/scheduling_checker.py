@@ -132,7 +132,8 @@ def check_plan(problem: dict[str, Any], plan: dict[str, Any]) -> tuple[int, int,
 
     urgent, placed, moved, wait = objective(problem, placement)
     got = plan["objective"]
-    assert (got["urgent_placed"], got["placed"], got["moved"]) == (urgent, placed, moved), (got, urgent, placed, moved)
+    tiers = (urgent, placed, moved)
+    assert (got["urgent_placed"], got["placed"], got["moved"]) == tiers, (got, tiers)
     assert abs(got["wait_hours"] - wait) <= 0.006, (got["wait_hours"], wait)
     return urgent, placed, moved, wait
 

@@ -6,7 +6,7 @@ import json
 import random
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,6 @@ NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
 def iso(hours: float, offset_hours: int = 0) -> str:
     """NOW + hours, written with the given UTC offset."""
-    from datetime import timezone
-
     return (NOW + timedelta(hours=hours)).astimezone(timezone(timedelta(hours=offset_hours))).isoformat()
 
 
@@ -46,7 +44,9 @@ def case(cid: str, minutes: int = 10, ready: float = -72, deadline: float = 24 *
     return base | kw
 
 
-def problem(meetings: list[dict[str, Any]], cases: list[dict[str, Any]], **settings_: float) -> dict[str, Any]:
+def problem(
+    meetings: list[dict[str, Any]], cases: list[dict[str, Any]], **settings_: float
+) -> dict[str, Any]:
     doc: dict[str, Any] = {"now": NOW.isoformat(), "meetings": meetings, "cases": cases}
     if settings_:
         doc["settings"] = settings_
@@ -385,7 +385,7 @@ def test_parse_errors_name_the_field(mutate: Any, path: str) -> None:
 
 def cli(stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "tumorboard.scheduling", "solve", *args]
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, cwd=ROOT,  # noqa: S603
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, cwd=ROOT,
                           timeout=120, check=False)
 
 

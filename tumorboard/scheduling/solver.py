@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from .components import Assignment, Instance, components, prepare, score
-from .exact import solve_component
+from .exact import shift_earlier, solve_component
 from .greedy import greedy
 from .model import Objective, Plan, Problem
 from .rules import FULL, urgent_latest_start
@@ -62,7 +62,8 @@ def solve_with_stats(
         left -= weight
         found, proved = solve_component(inst, cases, meetings, hint, share)
         proved_count += proved
-        solution.update(found if score(inst, cases, found) >= score(inst, cases, hint) else hint)
+        best = max(found, shift_earlier(inst, cases, found), hint, key=lambda s: score(inst, cases, s))
+        solution.update(best)
     largest = max(((len(c), len(m)) for c, m in comps), default=(0, 0))
     stats = SolveStats(
         components=len(comps),
