@@ -16,10 +16,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
+# The web server and the scheduler process side by side; Ctrl-C stops both.
 run: venv
 	$(BIN)/flask db upgrade
 	$(BIN)/flask tumorboard seed-demo
-	@echo "tumorboard on http://127.0.0.1:5000 (Ctrl-C stops it)"
+	@echo "tumorboard on http://127.0.0.1:5000 with the scheduler (Ctrl-C stops both)"
+	trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/flask tumorboard scheduler & \
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
 test: venv lint test-sqlite test-postgres

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -56,6 +57,11 @@ class Config:
         #: a case not yet scheduled this many days before its deadline is "at risk"
         self.AT_RISK_MARGIN_DAYS = _int("AT_RISK_MARGIN_DAYS", 14)
         self.MEETING_HORIZON_WEEKS = _int("MEETING_HORIZON_WEEKS", 12)
+        #: scheduling engine settings (see DESIGN.md, "Scheduling engine contract")
+        self.PREP_LEAD_HOURS = _int("PREP_LEAD_HOURS", 48)
+        self.URGENT_PREP_LEAD_HOURS = _int("URGENT_PREP_LEAD_HOURS", 12)
+        self.URGENT_WITHIN_HOURS = _int("URGENT_WITHIN_HOURS", 72)
+        self.PLANNER_TIME_LIMIT_SECONDS = float(env("PLANNER_TIME_LIMIT_SECONDS", "5"))
         self.SCHEDULER_LOCK_DIR = env("SCHEDULER_LOCK_DIR", str(BASE_DIR / "instance"))
         #: argon2 cost; tests lower it to stay fast
         self.PASSWORD_HASH_PARAMS = {"time_cost": 3, "memory_cost": 65536, "parallelism": 2}
@@ -64,6 +70,18 @@ class Config:
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+        #: security (tumorboard/security.py, auth): idle logoff, absolute session lifetime
+        self.IDLE_TIMEOUT_MINUTES = _int("IDLE_TIMEOUT_MINUTES", 15)
+        self.SESSION_ABSOLUTE_HOURS = _int("SESSION_ABSOLUTE_HOURS", 12)
+        self.PERMANENT_SESSION_LIFETIME = timedelta(hours=self.SESSION_ABSOLUTE_HOURS)
+        #: sign-in throttling: failures per email / per client address within the window
+        self.LOGIN_MAX_FAILURES = _int("LOGIN_MAX_FAILURES", 5)
+        self.LOGIN_MAX_FAILURES_PER_IP = _int("LOGIN_MAX_FAILURES_PER_IP", 20)
+        self.LOGIN_FAILURE_WINDOW_MINUTES = _int("LOGIN_FAILURE_WINDOW_MINUTES", 15)
+        self.PASSWORD_MIN_LENGTH = _int("PASSWORD_MIN_LENGTH", 12)
+        #: number of reverse proxies in front of the app (X-Forwarded-For / -Proto); 0 = none
+        self.PROXY_FIX_X_FOR = _int("PROXY_FIX_X_FOR", 0)
+        self.HSTS_SECONDS = _int("HSTS_SECONDS", 0)
 
 
 class DevelopmentConfig(Config):
@@ -91,6 +109,9 @@ class ProductionConfig(Config):
         super().__init__()
         self.SESSION_COOKIE_SECURE = True
         self.REMEMBER_COOKIE_SECURE = True
+        #: "__Host-": the browser only accepts it over HTTPS, for this host, path /
+        self.SESSION_COOKIE_NAME = "__Host-session"
+        self.HSTS_SECONDS = _int("HSTS_SECONDS", 31536000)
 
 
 CONFIGS: dict[str, type[Config]] = {

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_sqlalchemy.session import Session as FlaskSession
@@ -103,3 +104,26 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def dialect(app: Flask) -> str:
     return db.engine.dialect.name
+
+
+@pytest.fixture
+def scratch_postgres(database_url: str) -> Iterator[str]:
+    """A new empty PostgreSQL database for tests that need committed data or several processes."""
+    if not database_url.startswith("postgres"):
+        pytest.skip("needs PostgreSQL (runs in the PostgreSQL pass of make test)")
+    from sqlalchemy.engine import make_url
+
+    from config import database_url as normalise
+
+    url = make_url(normalise(database_url))
+    scratch = url.set(database=f"{url.database}_scratch")
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{scratch.database}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{scratch.database}"'))
+    try:
+        yield scratch.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{scratch.database}" WITH (FORCE)'))
+        admin.dispose()

@@ -58,3 +58,67 @@ def seed_demo_command() -> None:
     click.echo(f"demo sign-in (password {DEMO_PASSWORD}):")
     for role in ROLES:
         click.echo(f"  {role:<12} {role}@demo.tumorboard.test")
+
+
+@tumorboard_cli.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Run the APScheduler process (materialise meetings, assign, deliver mail, alerts)."""
+    from flask import current_app
+
+    from tumorboard.jobs.scheduler import run_scheduler
+
+    run_scheduler(current_app._get_current_object())
+
+
+@tumorboard_cli.command("assign")
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@with_appcontext
+def assign_command(dry_run: bool) -> None:
+    """Run one assignment pass now (the scheduler does this on its own)."""
+    from flask import current_app
+
+    from tumorboard.jobs.tasks import assign, run_job
+    from tumorboard.planning.services import describe_changes, run_pass
+
+    if dry_run:
+        result = run_pass(dry_run=True)
+        lines = describe_changes(result.changes)
+        db.session.rollback()
+    else:  # the same locked job the scheduler runs: never beside another pass
+        outcome = run_job(current_app._get_current_object(), "assign", lambda: assign(describe=True))
+        if outcome is None:
+            raise click.ClickException("another assignment pass is running; nothing done")
+        result, lines = outcome
+    for line in lines:
+        click.echo(line)
+    objective = result.plan.get("objective", {})
+    click.echo(f"{len(result.changes)} change(s){' (dry run: nothing written)' if dry_run else ''}; "
+               f"placed {objective.get('placed', 0)}, urgent placed {objective.get('urgent_placed', 0)}, "
+               f"urgent slot requests {len(result.plan.get('urgent_slot_requests', []))}")
+
+
+from tumorboard.calendar.cli import itip_cli  # noqa: E402
+
+tumorboard_cli.add_command(itip_cli)
+
+
+@tumorboard_cli.group("audit")
+def audit_cli() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit_cli.command("verify")
+@click.option("--batch", default=1000, show_default=True, help="Rows read per query.")
+@with_appcontext
+def audit_verify_command(batch: int) -> None:
+    """Check every row's hash and link; exit 1 naming the first edited, deleted or inserted row."""
+    from tumorboard.audit.services import chain_head, find_tampering
+
+    problem = find_tampering(batch=batch)
+    if problem is not None:
+        click.echo(f"audit trail TAMPERED: {problem.message}", err=True)
+        click.echo(f"first bad row: id={problem.id} action={problem.action} problem={problem.kind}", err=True)
+        raise SystemExit(1)
+    count, head = chain_head()
+    click.echo(f"audit trail intact: {count} rows, head {head}")

@@ -7,6 +7,7 @@ from tumorboard.calendar.models import Invitation
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty, RecordItem
 from tumorboard.consensus.models import Consensus, ConsensusAmendment
 from tumorboard.notifications.models import OutboxMessage
+from tumorboard.planning.models import PlanningRequest
 
 __all__ = [
     "ApiToken",
@@ -23,6 +24,7 @@ __all__ = [
     "Invitation",
     "Meeting",
     "OutboxMessage",
+    "PlanningRequest",
     "RecordItem",
     "User",
     "UserRole",

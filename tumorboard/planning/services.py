@@ -1,0 +1,318 @@
+"""The app side of scheduling: Problem from the database → engine → Plan applied in one transaction.
+
+The engine (`tumorboard.scheduling`) is pure; this module is the only place that translates.
+Meeting specialties are the board's declared core specialties plus its members' specialties.
+A case's deadline (a date) is the end of that day in the hospital's time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import selectinload
+
+from tumorboard.audit.services import record
+from tumorboard.auth.models import User
+from tumorboard.boards.models import Board, BoardMember, Meeting
+from tumorboard.cases.models import Assignment, Case
+from tumorboard.cases.signals import case_needs_scheduling
+from tumorboard.db import now_utc
+from tumorboard.errors import DomainError
+from tumorboard.extensions import db
+from tumorboard.planning.models import PlanningRequest
+from tumorboard.scheduling import parse_problem, solve
+
+OPEN_STATUSES = ("ready", "scheduled")
+
+
+@dataclass(frozen=True)
+class CaseState:
+    status: str
+    meeting_id: int | None
+    pinned: bool
+
+
+@dataclass
+class Snapshot:
+    """What the Problem was built from, to apply the Plan only where nothing changed since."""
+
+    problem: dict[str, Any]
+    cases: dict[str, Case]
+    meetings: dict[str, Meeting]
+    states: dict[int, CaseState]
+    assignments: dict[int, Assignment]
+
+
+@dataclass(frozen=True)
+class Change:
+    case_id: int
+    before: int | None  #: meeting id
+    after: int | None
+
+
+@dataclass
+class PassResult:
+    changes: list[Change] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)
+    skipped_stale: list[int] = field(default_factory=list)
+    #: case id → why the assignment rules refused the engine's move (left for the next pass)
+    refused: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def touched_meetings(self) -> set[int]:
+        return {m for c in self.changes for m in (c.before, c.after) if m is not None}
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _deadline_at(case: Case) -> datetime:
+    zone = ZoneInfo(current_app.config["HOSPITAL_TIMEZONE"])
+    return datetime.combine(case.deadline, time(23, 59), zone)
+
+
+def _settings() -> dict[str, float]:
+    cfg = current_app.config
+    return {
+        "prep_lead_hours": cfg.get("PREP_LEAD_HOURS", 48),
+        "urgent_prep_lead_hours": cfg.get("URGENT_PREP_LEAD_HOURS", 12),
+        "urgent_within_hours": cfg.get("URGENT_WITHIN_HOURS", 72),
+    }
+
+
+def _member_specialties() -> dict[int, set[str]]:
+    rows = db.session.execute(
+        sa.select(BoardMember.board_id, User.specialty)
+        .join(User, User.id == BoardMember.user_id)
+        .where(User.active.is_(True), User.specialty.is_not(None))
+    )
+    found: dict[int, set[str]] = {}
+    for board_id, specialty in rows:
+        found.setdefault(board_id, set()).add(specialty)
+    return found
+
+
+def build_problem(now: datetime | None = None) -> Snapshot:
+    """The engine's Problem for every open case and every upcoming scheduled meeting."""
+    now = now or now_utc()
+    meetings = db.session.scalars(
+        sa.select(Meeting).join(Board)
+        .where(Meeting.status == "scheduled", Meeting.start_at > now, Board.active.is_(True))
+        .order_by(Meeting.start_at, Meeting.id)
+    ).all()
+    members = _member_specialties()
+    meeting_keys = {m.id: f"m{m.id}" for m in meetings}
+    active = {
+        a.case_id: a
+        for a in db.session.scalars(
+            sa.select(Assignment).where(Assignment.active.is_(True)).options(selectinload(Assignment.meeting))
+        )
+    }
+    cases = db.session.scalars(
+        sa.select(Case).where(Case.status.in_(OPEN_STATUSES), Case.ready_at.is_not(None))
+        .order_by(Case.deadline, Case.id)
+    ).all()
+    problem_cases, by_key, states = [], {}, {}
+    for case in cases:
+        assignment = active.get(case.id)
+        if assignment is not None and assignment.meeting_id not in meeting_keys:
+            continue  # on a past or cancelled meeting: waiting for the board's record, not ours
+        key = f"c{case.id}"
+        current = meeting_keys.get(assignment.meeting_id) if assignment else None
+        problem_cases.append({
+            "id": key, "site": case.site, "minutes": assignment.minutes if assignment else case.minutes,
+            "ready_at": _iso(case.ready_at),
+            "deadline": _iso(_deadline_at(case)), "urgent": case.urgency == "urgent",
+            "required_specialties": case.specialty_names, "current_meeting": current,
+            "pinned_meeting": current if assignment is not None and assignment.pinned else None,
+        })
+        by_key[key] = case
+        states[case.id] = CaseState(case.status, assignment.meeting_id if assignment else None,
+                                    bool(assignment and assignment.pinned))
+    problem = {
+        "now": _iso(now),
+        "settings": _settings(),
+        "meetings": [{
+            "id": meeting_keys[m.id], "sites": m.board.site_names, "start": _iso(m.start_at),
+            "capacity_minutes": m.capacity_minutes,
+            "specialties": sorted(set(m.board.specialty_names) | members.get(m.board_id, set())),
+            "frozen": m.agenda_frozen_at is not None,
+        } for m in meetings],
+        "cases": problem_cases,
+    }
+    return Snapshot(problem, by_key, {meeting_keys[m.id]: m for m in meetings}, states,
+                    {cid: a for cid, a in active.items() if cid in states})
+
+
+def solve_snapshot(snapshot: Snapshot) -> dict[str, Any]:
+    """Run the engine on the snapshot's Problem; the Plan as a dict."""
+    limit = current_app.config.get("PLANNER_TIME_LIMIT_SECONDS", 5.0)
+    return solve(parse_problem(snapshot.problem), time_limit=limit).to_dict()
+
+
+def diff(snapshot: Snapshot, plan: dict[str, Any]) -> list[Change]:
+    """Which cases the plan moves (placed, moved elsewhere or taken off a meeting)."""
+    targets = {a["case"]: snapshot.meetings[a["meeting"]].id for a in plan["assignments"]}
+    changes = []
+    for key, case in snapshot.cases.items():
+        before = snapshot.states[case.id].meeting_id
+        after = targets.get(key)
+        if before != after:
+            changes.append(Change(case.id, before, after))
+    return changes
+
+
+def _current_state(case: Case) -> CaseState:
+    assignment = db.session.scalar(
+        sa.select(Assignment).where(Assignment.case_id == case.id, Assignment.active.is_(True))
+    )
+    return CaseState(case.status, assignment.meeting_id if assignment else None,
+                     bool(assignment and assignment.pinned))
+
+
+def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
+    """Apply `plan` in the current transaction, skipping cases changed since the snapshot."""
+    from tumorboard.cases.assignments import assign, unassign
+
+    result = PassResult(plan=plan)
+    changes = diff(snapshot, plan)
+    ids = [c.case_id for c in changes]
+    if ids:  # lock the rows we change: a coordinator editing one of them waits, then we re-check
+        db.session.scalars(sa.select(Case).where(Case.id.in_(ids)).with_for_update()).all()
+    fresh = []
+    for change in changes:
+        case = db.session.get(Case, change.case_id)
+        if _current_state(case) != snapshot.states[case.id]:
+            result.skipped_stale.append(case.id)
+        else:
+            fresh.append(change)
+    # Take cases off first so the minutes they free are there for the cases placed after.
+    # Each change in a savepoint: one refused by the assignment rules is left for the next pass.
+    meetings_by_id = {m.id: m for m in snapshot.meetings.values()}
+    for change in fresh:
+        if change.before is not None:
+            _try(result, change, lambda c=change: unassign(snapshot.assignments[c.case_id], source="engine"))
+    for change in fresh:
+        if change.after is not None:
+            _try(result, change, lambda c=change: assign(
+                db.session.get(Case, c.case_id), meetings_by_id[c.after], source="engine"))
+    result.changes = [c for c in fresh if c.case_id not in result.refused]
+    _write_notes(snapshot, plan, meetings_by_id)
+    db.session.flush()
+    return result
+
+
+def _try(result: PassResult, change: Change, step: Callable[[], object]) -> None:
+    if change.case_id in result.refused:
+        return
+    try:
+        with db.session.begin_nested():
+            step()
+    except DomainError as exc:
+        result.refused[change.case_id] = exc.message
+
+
+def _write_notes(snapshot: Snapshot, plan: dict[str, Any], meetings: dict[int, Meeting]) -> None:
+    urgent = {r["case"]: datetime.fromisoformat(r["latest_start"]) for r in plan["urgent_slot_requests"]}
+    notes = {a["case"]: f"On {_describe(snapshot.meetings[a['meeting']])}." for a in plan["assignments"]}
+    notes.update({u["case"]: f"Not placed: {u['reason']}." for u in plan["unassigned"]})
+    for key, case in snapshot.cases.items():
+        if case.schedule_note != notes[key]:
+            case.schedule_note = notes[key]
+        if case.urgent_slot_latest_start != urgent.get(key):
+            case.urgent_slot_latest_start = urgent.get(key)
+
+
+def _describe(meeting: Meeting) -> str:
+    local = meeting.start_at.astimezone(ZoneInfo(meeting.board.timezone))
+    return f"{meeting.board.name}, {local:%a %d %b %Y %H:%M} ({meeting.board.timezone})"
+
+
+def run_pass(now: datetime | None = None, *, dry_run: bool = False) -> PassResult:
+    """One assignment pass over everything open. With dry_run nothing is written."""
+    snapshot = build_problem(now)
+    plan = solve_snapshot(snapshot)
+    if dry_run:
+        return PassResult(changes=diff(snapshot, plan), plan=plan)
+    result = apply_plan(snapshot, plan)
+    mark_requests_done()
+    record("planning.pass", details={
+        "changed": len(result.changes), "skipped_stale": len(result.skipped_stale),
+        "objective": plan["objective"], "urgent_slot_requests": len(plan["urgent_slot_requests"]),
+    })
+    return result
+
+
+# --- "run a pass now" requests -------------------------------------------------------------
+
+def request_pass(reason: str) -> None:
+    """Ask the scheduler process for a pass soon (written with the caller's transaction)."""
+    if not has_pending_requests():
+        db.session.add(PlanningRequest(reason=reason[:200]))
+
+
+def has_pending_requests() -> bool:
+    pending = sa.select(PlanningRequest.id).where(PlanningRequest.done_at.is_(None)).limit(1)
+    return db.session.scalar(pending) is not None
+
+
+def mark_requests_done() -> None:
+    db.session.execute(
+        sa.update(PlanningRequest).where(PlanningRequest.done_at.is_(None)).values(done_at=now_utc())
+    )
+
+
+def _on_case_needs_scheduling(case: Case, **_: Any) -> None:
+    request_pass(f"case {case.id} needs scheduling")
+
+
+def connect_signals() -> None:
+    """Subscribe to the case signals (idempotent)."""
+    case_needs_scheduling.connect(_on_case_needs_scheduling)
+
+
+def describe_changes(changes: Iterable[Change]) -> list[str]:
+    """Human lines for `flask tumorboard assign` (e.g. "case 12: Breast MDT … → Lung MDT …")."""
+    lines = []
+    for change in changes:
+        before = _describe(db.session.get(Meeting, change.before)) if change.before else "unassigned"
+        after = _describe(db.session.get(Meeting, change.after)) if change.after else "unassigned"
+        lines.append(f"case {change.case_id}: {before} → {after}")
+    return lines
+
+
+
+# --- urgent slot requests ------------------------------------------------------------------
+
+def urgent_requests() -> sa.Select[tuple[Case]]:
+    """Ready cases the engine could not place in time: an urgent slot is needed, soonest first."""
+    return (sa.select(Case).where(Case.urgent_slot_latest_start.is_not(None), Case.status == "ready")
+            .order_by(Case.urgent_slot_latest_start, Case.id))
+
+
+def place_in_urgent_slot(case: Case, board: Board, start: datetime, duration_minutes: int,
+                         location: str | None = None) -> Meeting:
+    """The coordinator's one step: create an urgent slot of `board` and pin `case` on it."""
+    from tumorboard.boards.services import create_urgent_slot
+    from tumorboard.cases.assignments import assign, serves_site
+
+    if case.urgent_slot_latest_start is None or case.status != "ready":
+        raise DomainError("This case has no open urgent slot request.", status=409, code="conflict",
+                          fields={"case_id": ["no open urgent slot request"]})
+    meeting = create_urgent_slot(board, start, duration_minutes,
+                                 capacity_minutes=max(duration_minutes, case.minutes), location=location)
+    if not serves_site(meeting, case.site):
+        raise DomainError(f"{board.name} does not discuss {case.site} cases.",
+                          fields={"board_id": [f"choose a board serving {case.site}"]})
+    assign(case, meeting, source="coordinator", pinned=True)
+    case.urgent_slot_latest_start = None
+    case.schedule_note = f"On the urgent slot {_describe(meeting)}."
+    db.session.flush()
+    return meeting
