@@ -64,3 +64,96 @@ def make_case(*, oncologist: User | None = None, site: str = "breast", **kw: Any
 
 def days(n: int) -> timedelta:
     return timedelta(days=n)
+
+
+def register_test_case(*, oncologist: User | None = None, **kw: Any) -> Case:
+    """A case registered through the cases service (default records checklist, audit included)."""
+    from tumorboard.cases.services import register_case
+
+    oncologist = oncologist or make_user("oncologist", specialty="medical_oncology")
+    n = next(_seq)
+    data = {"mrn": f"REG-{n:06d}", "display_name": f"Synthetic Patient {n}", "site": "breast",
+            "diagnosis_date": date(2026, 11, 1), "question": "Second opinion on the plan.",
+            "referring_oncologist_id": oncologist.id, **kw}
+    return register_case(data)
+
+
+# --- calendar tests: meetings and agenda entries built directly on the models
+def make_calendar_meeting(board: Board, *, start: Any = None, minutes: int = 60, **kw: Any) -> Any:
+    """A scheduled meeting of `board` (default: Tue 7 Jan 2031 08:00 London), flushed."""
+    from datetime import UTC, datetime
+
+    from tumorboard.boards.models import Meeting
+
+    n = next(_seq)
+    start = start or datetime(2031, 1, 7, 8, 0, tzinfo=UTC)
+    meeting = Meeting(
+        board_id=board.id, board=board, start_at=start, end_at=start + timedelta(minutes=minutes),
+        ical_uid=kw.pop("ical_uid", f"meeting-test-{n}@tumorboard.test"),
+        location=kw.pop("location", "Room 4, Oncology Centre"), **kw,
+    )
+    db.session.add(meeting)
+    db.session.flush()
+    return meeting
+
+
+def put_on_agenda(case: Case, meeting: Any, **kw: Any) -> Any:
+    """An active assignment of `case` to `meeting`, flushed."""
+    from tumorboard.cases.models import Assignment
+
+    assignment = Assignment(case_id=case.id, meeting_id=meeting.id, minutes=case.minutes, **kw)
+    db.session.add(assignment)
+    db.session.flush()
+    return assignment
+
+
+def make_calendar_team(**board_kw: Any) -> Any:
+    """A 'Breast MDT' board needing pathology + radiology, members of four specialties, one
+    scheduled meeting and one synthetic case (needing surgical oncology) not yet on its agenda."""
+    from types import SimpleNamespace
+
+    path = make_user("specialist", specialty="pathology", email="path@example.org", name="Dr Pat Hology")
+    rad = make_user("specialist", specialty="radiology", email="rad@example.org", name="Dr Ray Diology")
+    surg = make_user("specialist", specialty="surgical_oncology", email="surg@example.org",
+                     name="Dr Sue Geon")
+    nurse = make_user("specialist", specialty="nursing", email="nurse@example.org", name="Nina Nurse")
+    onc = make_user("oncologist", specialty="medical_oncology", email="onc@example.org", name="Dr Onc")
+    board = make_board(name=board_kw.pop("name", "Breast MDT"), specialties=("pathology", "radiology"),
+                       members=(path, rad, surg, nurse), **board_kw)
+    meeting = make_calendar_meeting(board)
+    case = make_case(oncologist=onc, display_name="Zelda Quixote", mrn="MRN-998877",
+                     question="Suspected hepatic metastasis: resect first?",
+                     specialties=("surgical_oncology",))
+    return SimpleNamespace(path=path, rad=rad, surg=surg, nurse=nurse, onc=onc, board=board,
+                           meeting=meeting, case=case)
+
+
+# --- consensus tests: a meeting that has started, a scheduled case on its agenda, invitations
+def make_consensus_setup(*, start: Any = None, **case_kw: Any) -> Any:
+    """A breast board meeting (default: 7 Jan 2031 08:00 UTC) with a scheduled synthetic case on
+    its agenda, the referring oncologist (the chair), a second oncologist, a coordinator and
+    specialists: pathology and radiology accepted, surgical oncology declined, nursing accepted
+    but no longer invited (inactive)."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from tumorboard.calendar.models import Invitation
+
+    onc = make_user("oncologist", specialty="medical_oncology", name="Dr Chair Onc")
+    other_onc = make_user("oncologist", specialty="medical_oncology", name="Dr Other Onc")
+    coord = make_user("coordinator", name="Cora Coordinator")
+    path = make_user("specialist", specialty="pathology", name="Dr Path")
+    rad = make_user("specialist", specialty="radiology", name="Dr Rad")
+    surg = make_user("specialist", specialty="surgical_oncology", name="Dr Surg")
+    nurse = make_user("specialist", specialty="nursing", name="Nurse Nell")
+    board = make_board(members=(path, rad, surg, nurse))
+    meeting = make_calendar_meeting(board, start=start or datetime(2031, 1, 7, 8, 0, tzinfo=UTC))
+    case = make_case(oncologist=onc, status="scheduled", **case_kw)
+    assignment = put_on_agenda(case, meeting)
+    for user, partstat, active in ((path, "ACCEPTED", True), (rad, "ACCEPTED", True),
+                                   (surg, "DECLINED", True), (nurse, "ACCEPTED", False)):
+        db.session.add(Invitation(meeting_id=meeting.id, user_id=user.id, partstat=partstat,
+                                  active=active))
+    db.session.flush()
+    return SimpleNamespace(onc=onc, other_onc=other_onc, coord=coord, path=path, rad=rad, surg=surg,
+                           nurse=nurse, board=board, meeting=meeting, case=case, assignment=assignment)

@@ -43,6 +43,8 @@ class Case(db.Model):
     readiness_override: Mapped[str | None] = mapped_column(sa.Text)
     #: the scheduling engine's last word on this case (where it went and why, or why not)
     schedule_note: Mapped[str | None] = mapped_column(sa.Text)
+    #: set while the engine asks for an urgent slot: the latest start that still helps
+    urgent_slot_latest_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, onupdate=now_utc)

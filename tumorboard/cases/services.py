@@ -1,14 +1,33 @@
-"""Case rules: deadline, risk and the status life cycle."""
+"""Case rules: registration, deadline, risk, the records checklist, readiness and the life cycle.
+
+Services validate, change the session and flush; the view or API handler commits once.
+"""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
-from flask import current_app
+import sqlalchemy as sa
+from flask import abort, current_app
+from sqlalchemy.orm import lazyload
 
-from tumorboard.cases.models import Case
+from tumorboard.audit.models import AuditEvent
+from tumorboard.audit.services import record as audit
+from tumorboard.auth.models import User, UserRole
+from tumorboard.boards.models import Board, Meeting
+from tumorboard.cases.models import Assignment, Case, CaseSpecialty, RecordItem
+from tumorboard.cases.signals import case_needs_scheduling
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
+from tumorboard.extensions import db
+from tumorboard.vocab import CASE_STATUSES, RECORD_KINDS, SITES, SPECIALTIES, URGENCIES
+
+# --------------------------------------------------------------------------- deadline
 
 
 def window_days(site: str) -> int:
@@ -24,6 +43,402 @@ def compute_deadline(diagnosis_date: date, planned_treatment_start: date | None,
     return diagnosis_date + timedelta(days=window_days(site))
 
 
+def local_today() -> date:
+    """Today's date in the hospital's time zone (deadlines are hospital calendar dates)."""
+    return now_utc().astimezone(ZoneInfo(current_app.config["HOSPITAL_TIMEZONE"])).date()
+
+
+def at_risk_margin() -> int:
+    """AT_RISK_MARGIN_DAYS from the configuration."""
+    return int(current_app.config["AT_RISK_MARGIN_DAYS"])
+
+
+# --------------------------------------------------------------------------- risk
+
+RISKS = ("on_track", "at_risk", "breached")
+#: not yet discussed, closed or withdrawn: a passed deadline is a breach
+OPEN_STATUSES = ("intake", "ready", "scheduled")
+#: not yet on a meeting: a near deadline puts the case at risk
+UNSCHEDULED_STATUSES = ("intake", "ready")
+
+
+class HasDeadline(Protocol):
+    status: str
+    deadline: date
+
+
+def risk(case: HasDeadline, today: date, margin_days: int) -> str:
+    """on_track / at_risk / breached. Mirrored in SQL by `risk_clause` (keep the two in step).
+
+    breached: the deadline passed (today > deadline) and the case is still open;
+    at_risk: not breached, not yet scheduled and the deadline is at most `margin_days` away.
+    """
+    if case.status in OPEN_STATUSES and today > case.deadline:
+        return "breached"
+    if case.status in UNSCHEDULED_STATUSES and (case.deadline - today).days <= margin_days:
+        return "at_risk"
+    return "on_track"
+
+
+def risk_clause(risk_name: str, today: date, margin_days: int) -> sa.ColumnElement[bool]:
+    """The SQL condition selecting cases whose `risk(case, today, margin_days)` is `risk_name`."""
+    breached = sa.and_(Case.status.in_(OPEN_STATUSES), Case.deadline < today)
+    at_risk = sa.and_(
+        Case.status.in_(UNSCHEDULED_STATUSES),
+        Case.deadline >= today,
+        Case.deadline <= today + timedelta(days=margin_days),
+    )
+    if risk_name == "breached":
+        return breached
+    if risk_name == "at_risk":
+        return at_risk
+    if risk_name == "on_track":
+        return sa.not_(sa.or_(breached, at_risk))
+    raise ValueError(f"unknown risk {risk_name!r}")
+
+
+def days_left(case: HasDeadline, today: date) -> int:
+    """Days from today to the deadline (negative once passed)."""
+    return (case.deadline - today).days
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_case(case_id: int, *, for_update: bool = False) -> Case:
+    """The case with this id, else 404; `for_update` locks the row for a change (PostgreSQL)."""
+    stmt = sa.select(Case).where(Case.id == case_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    case = db.session.scalar(stmt)
+    if case is None:
+        abort(404, description=f"There is no case {case_id}.")
+    return case
+
+
+def load_record(case: Case, record_id: int) -> RecordItem:
+    """The checklist item `record_id` of `case`, else 404."""
+    item = db.session.scalar(
+        sa.select(RecordItem).where(RecordItem.id == record_id, RecordItem.case_id == case.id)
+    )
+    if item is None:
+        abort(404, description=f"Case {case.id} has no record {record_id}.")
+    return item
+
+
+def read_case(case_id: int, *, what: str = "case") -> Case:
+    """Load a case for display and audit the PHI access ("case.read"); the caller commits."""
+    case = load_case(case_id)
+    audit("case.read", "case", case.id, details={"what": what})
+    return case
+
+
+def oncologists() -> list[User]:
+    """Active users holding the oncologist role, by name (the choices for a referring oncologist)."""
+    return list(db.session.scalars(
+        sa.select(User).join(UserRole).where(UserRole.role == "oncologist", User.active.is_(True))
+        .order_by(User.name, User.id)
+    ))
+
+
+def assignment_history(case: Case) -> list[tuple[Assignment, Meeting, Board]]:
+    """Every assignment of the case with its meeting and board, latest meeting first (one query)."""
+    rows = db.session.execute(
+        sa.select(Assignment, Meeting, Board)
+        .join(Meeting, Assignment.meeting_id == Meeting.id)
+        .join(Board, Meeting.board_id == Board.id)
+        .where(Assignment.case_id == case.id)
+        .order_by(Meeting.start_at.desc(), Assignment.id.desc())
+    )
+    return [(a, m, b) for a, m, b in rows]
+
+
+def status_history(case: Case) -> list[AuditEvent]:
+    """The audited status changes and readiness overrides of a case, oldest first."""
+    return list(db.session.scalars(
+        sa.select(AuditEvent).where(
+            AuditEvent.object_type == "case", AuditEvent.object_id == str(case.id),
+            AuditEvent.action.in_(("case.status", "case.readiness_override", "case.create")),
+        ).order_by(AuditEvent.id)
+    ))
+
+
+# --------------------------------------------------------------------------- registration
+
+DEFAULT_RECORDS: tuple[tuple[str, str], ...] = (
+    ("imaging", "Staging imaging"),
+    ("pathology", "Pathology slides"),
+    ("labs", "Laboratory results"),
+    ("clinic_notes", "Clinic notes / referral letter"),
+)
+
+#: the case fields a coordinator enters (and may edit)
+CASE_FIELDS = (
+    "mrn", "display_name", "site", "diagnosis_date", "question", "referring_oncologist_id",
+    "urgency", "planned_treatment_start", "specialties", "minutes",
+)
+MAX_MINUTES = 240
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def validate_case_data(data: Mapping[str, Any], today: date) -> dict[str, Any]:
+    """Check and normalise a complete set of case fields; DomainError(422) lists every bad field."""
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, Any] = {}
+
+    def need_text(name: str, label: str, max_len: int | None = None) -> None:
+        value = _text(data.get(name))
+        if not value:
+            errors[name] = [f"{label} is required."]
+        elif max_len and len(value) > max_len:
+            errors[name] = [f"{label} must be at most {max_len} characters."]
+        clean[name] = value
+
+    need_text("mrn", "Patient reference (MRN)", 64)
+    need_text("display_name", "Display name", 200)
+    need_text("question", "Question for the board")
+
+    site = data.get("site")
+    if site not in SITES:
+        errors["site"] = [f"Unknown tumor site {site!r}; choose one of {', '.join(SITES)}."]
+    clean["site"] = site
+
+    diagnosed = data.get("diagnosis_date")
+    if not isinstance(diagnosed, date):
+        errors["diagnosis_date"] = ["Diagnosis date is required."]
+    elif diagnosed > today:
+        errors["diagnosis_date"] = [f"Diagnosis date cannot be in the future (today is {today.isoformat()})."]
+    clean["diagnosis_date"] = diagnosed
+
+    planned = data.get("planned_treatment_start")
+    if planned is not None and not isinstance(planned, date):
+        errors["planned_treatment_start"] = ["Not a valid date."]
+    elif planned is not None and isinstance(diagnosed, date) and planned < diagnosed:
+        errors["planned_treatment_start"] = ["Planned treatment start cannot be before the diagnosis date."]
+    clean["planned_treatment_start"] = planned
+
+    urgency = data.get("urgency") or "routine"
+    if urgency not in URGENCIES:
+        errors["urgency"] = [f"Urgency must be one of {', '.join(URGENCIES)}."]
+    clean["urgency"] = urgency
+
+    minutes = data.get("minutes")
+    minutes = 10 if minutes is None else minutes
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_MINUTES:
+        errors["minutes"] = [f"Minutes needed must be a whole number from 1 to {MAX_MINUTES}."]
+    clean["minutes"] = minutes
+
+    specialties = data.get("specialties")
+    if not specialties:  # none given: the site's defaults
+        specialties = list(SITES.get(site, ())) if isinstance(site, str) else []
+    unknown = sorted(str(s) for s in specialties if s not in SPECIALTIES)
+    if unknown:
+        errors["specialties"] = [f"Unknown specialty {', '.join(unknown)}."]
+    clean["specialties"] = sorted(set(specialties))
+
+    oncologist_id = data.get("referring_oncologist_id")
+    oncologist = db.session.get(User, oncologist_id) if isinstance(oncologist_id, int) else None
+    if oncologist is None or not oncologist.active or not oncologist.has_role("oncologist"):
+        errors["referring_oncologist_id"] = ["Choose an active user with the oncologist role."]
+    clean["referring_oncologist_id"] = oncologist_id
+
+    if errors:
+        raise DomainError("The case has invalid fields: " + ", ".join(sorted(errors)),
+                          fields=errors, status=422)
+    return clean
+
+
+def register_case(data: Mapping[str, Any], *, by: User | None = None) -> Case:
+    """Register a referral as a case in intake, with the default records checklist.
+
+    `data` holds CASE_FIELDS (specialties default to the site's, minutes to 10, urgency to
+    routine); the deadline is computed; audited as "case.create".
+    """
+    clean = validate_case_data(data, local_today())
+    specialties = clean.pop("specialties")
+    case = Case(
+        **clean,
+        deadline=compute_deadline(clean["diagnosis_date"], clean["planned_treatment_start"], clean["site"]),
+        status="intake",
+        created_by_id=getattr(by, "id", None),
+        specialties=[CaseSpecialty(specialty=s) for s in specialties],
+        records=[RecordItem(kind=kind, label=label, required=True) for kind, label in DEFAULT_RECORDS],
+    )
+    db.session.add(case)
+    db.session.flush()
+    audit("case.create", "case", case.id, details={"site": case.site, "urgency": case.urgency})
+    return case
+
+
+def update_case(case: Case, changes: Mapping[str, Any]) -> list[str]:
+    """Change some of a case's CASE_FIELDS; returns the names of the fields that changed.
+
+    The deadline is recomputed from diagnosis date / planned start / site. Turning a ready or
+    scheduled case urgent sends `case_needs_scheduling`. Audited as "case.update".
+    """
+    if case.status == "closed":
+        raise DomainError("A closed case cannot be edited.", status=409, code="case_closed")
+    unknown = set(changes) - set(CASE_FIELDS)
+    if unknown:
+        raise DomainError("Unknown fields: " + ", ".join(sorted(unknown)),
+                          fields={k: ["Unknown field."] for k in unknown}, status=422)
+    current = {name: getattr(case, name) for name in CASE_FIELDS if name != "specialties"}
+    current["specialties"] = case.specialty_names
+    clean = validate_case_data({**current, **changes}, local_today())
+    changed = [name for name in CASE_FIELDS if clean[name] != current[name]]
+    was_urgent = case.urgency == "urgent"
+
+    specialties = clean.pop("specialties")
+    for name, value in clean.items():
+        setattr(case, name, value)
+    if "specialties" in changed:
+        case.specialties = [s for s in case.specialties if s.specialty in specialties] + [
+            CaseSpecialty(specialty=s) for s in specialties if s not in current["specialties"]]
+    case.deadline = compute_deadline(case.diagnosis_date, case.planned_treatment_start, case.site)
+    if changed:
+        db.session.flush()
+        audit("case.update", "case", case.id, details={"fields": changed})
+    if not was_urgent and case.urgency == "urgent" and case.status in ("ready", "scheduled"):
+        case_needs_scheduling.send(case)
+    return changed
+
+
+# --------------------------------------------------------------------------- records & readiness
+
+
+def records_progress(case: Case) -> tuple[int, int]:
+    """(required records received, required records) of a case."""
+    required = [r for r in case.records if r.required]
+    return sum(1 for r in required if r.received_at is not None), len(required)
+
+
+def records_complete(case: Case) -> bool:
+    """True when every required record has been received."""
+    received, required = records_progress(case)
+    return received == required
+
+
+def sync_readiness(case: Case) -> None:
+    """The readiness gate, run after every checklist change.
+
+    An intake case with every required record received becomes ready (and the scheduler is told);
+    a ready case (not yet scheduled) missing a required record goes back to intake, unless a
+    coordinator's readiness override is in force.
+    """
+    if case.status == "intake" and records_complete(case):
+        change_status(case, "ready")
+        db.session.flush()
+        audit("case.status", "case", case.id, details={"from": "intake", "to": "ready",
+                                                      "reason": "all required records received"})
+        case_needs_scheduling.send(case)
+    elif case.status == "ready" and not records_complete(case) and not case.readiness_override:
+        change_status(case, "intake")
+        db.session.flush()
+        audit("case.status", "case", case.id, details={"from": "ready", "to": "intake",
+                                                      "reason": "a required record is missing"})
+
+
+def add_record(case: Case, *, kind: str, label: str, required: bool = True) -> RecordItem:
+    """Add an item to the case's records checklist (a missing required one may send it back to intake)."""
+    errors: dict[str, list[str]] = {}
+    label = _text(label)
+    if kind not in RECORD_KINDS:
+        errors["kind"] = [f"Kind must be one of {', '.join(RECORD_KINDS)}."]
+    if not label:
+        errors["label"] = ["A label is required."]
+    elif len(label) > 200:
+        errors["label"] = ["The label must be at most 200 characters."]
+    elif any(r.label.lower() == label.lower() for r in case.records):
+        errors["label"] = [f"The checklist already has “{label}”."]
+    if errors:
+        raise DomainError("The record has invalid fields: " + ", ".join(sorted(errors)),
+                          fields=errors, status=422)
+    item = RecordItem(kind=kind, label=label, required=bool(required))
+    case.records.append(item)
+    db.session.flush()
+    audit("record.create", "case", case.id, details={"record_id": item.id, "kind": kind,
+                                                    "required": item.required})
+    sync_readiness(case)
+    return item
+
+
+_UNSET: Any = object()
+
+
+def update_record(record: RecordItem, *, requested_at: datetime | None = _UNSET,
+                  received_at: datetime | None = _UNSET) -> None:
+    """Set or clear the requested / received times of a checklist item, then run the readiness gate.
+
+    Times must be aware and not in the future; received cannot precede requested.
+    """
+    now = now_utc()
+    new_requested = record.requested_at if requested_at is _UNSET else requested_at
+    new_received = record.received_at if received_at is _UNSET else received_at
+    errors: dict[str, list[str]] = {}
+    for name, value in (("requested_at", new_requested), ("received_at", new_received)):
+        if value is None:
+            continue
+        if value.tzinfo is None or value.utcoffset() is None:
+            errors[name] = ["Give the time with a time zone offset."]
+        elif value > now + timedelta(minutes=5):
+            errors[name] = ["Cannot be in the future."]
+    if not errors and new_requested and new_received and new_received < new_requested:
+        errors["received_at"] = ["Cannot be before the time the record was requested."]
+    if errors:
+        raise DomainError("The record has invalid fields: " + ", ".join(sorted(errors)),
+                          fields=errors, status=422)
+    changed = []
+    if new_requested != record.requested_at:
+        record.requested_at = new_requested
+        changed.append("requested_at")
+    if new_received != record.received_at:
+        record.received_at = new_received
+        changed.append("received_at")
+    if changed:
+        db.session.flush()
+        audit("record.update", "case", record.case_id,
+              details={"record_id": record.id, "fields": changed,
+                       "received": record.received_at is not None})
+        sync_readiness(record.case)
+
+
+def mark_requested(record: RecordItem) -> None:
+    """Note that the record was requested now."""
+    update_record(record, requested_at=now_utc())
+
+
+def mark_received(record: RecordItem) -> None:
+    """Note that the record arrived now (may make the case ready)."""
+    update_record(record, received_at=now_utc())
+
+
+def undo_received(record: RecordItem) -> None:
+    """The record was marked received by mistake (may send a ready case back to intake)."""
+    update_record(record, received_at=None)
+
+
+def override_readiness(case: Case, reason: str) -> None:
+    """A coordinator marks an intake case ready with records missing; the reason is kept and audited."""
+    reason = _text(reason)
+    if not reason:
+        raise DomainError("Give the reason for marking the case ready with records missing.",
+                          fields={"reason": ["A reason is required."]}, status=422)
+    if case.status != "intake":
+        raise DomainError(f"Only a case in intake can be marked ready; this one is {case.status}.",
+                          fields={"status": [f"case is {case.status}"]}, status=409,
+                          code="illegal_transition")
+    change_status(case, "ready")
+    case.readiness_override = reason
+    db.session.flush()
+    audit("case.readiness_override", "case", case.id, details={"reason": reason})
+    case_needs_scheduling.send(case)
+
+
+# --------------------------------------------------------------------------- life cycle
+
 #: the case life cycle: status → statuses it may move to
 TRANSITIONS: dict[str, frozenset[str]] = {
     "intake": frozenset({"ready", "withdrawn"}),
@@ -35,6 +450,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "withdrawn": frozenset({"intake"}),
 }
 
+#: the moves a coordinator makes by hand (ready comes from the records gate or an override,
+#: scheduled from the scheduler / assignments); target → statuses it may be reached from
+MANUAL_TRANSITIONS: dict[str, frozenset[str]] = {
+    "discussed": frozenset({"scheduled"}),
+    "closed": frozenset({"discussed"}),
+    "withdrawn": frozenset({"intake", "ready", "scheduled"}),
+    "intake": frozenset({"withdrawn"}),  # reopen
+}
+
 
 def change_status(case: Case, to: str) -> None:
     """Move a case along its life cycle; an illegal move raises DomainError and changes nothing."""
@@ -43,7 +467,7 @@ def change_status(case: Case, to: str) -> None:
     if to not in TRANSITIONS.get(case.status, frozenset()):
         allowed = ", ".join(sorted(TRANSITIONS[case.status])) or "nothing (final)"
         raise DomainError(
-            f"A {case.status} case cannot become {to}; from {case.status} it can go to {allowed}.",
+            f"This case is {case.status}: it cannot become {to}; from {case.status} it can go to {allowed}.",
             fields={"status": [f"cannot change from {case.status} to {to}"]}, status=409,
             code="illegal_transition",
         )
@@ -52,3 +476,170 @@ def change_status(case: Case, to: str) -> None:
         case.ready_at = now_utc()
     if to in {"intake", "withdrawn"}:
         case.ready_at = None
+
+
+def set_status(case: Case, to: str, reason: str | None = None) -> None:
+    """A coordinator's status action: mark discussed, close, withdraw (reason required), reopen.
+
+    Withdrawing a scheduled case takes it off its meeting; reopening a withdrawn case puts it back
+    in intake (ready at once when its records are complete). Audited as "case.status".
+    """
+    reason = _text(reason) or None
+    if to not in CASE_STATUSES:
+        raise DomainError(f"Unknown status {to!r}.", fields={"status": [f"Must be one of "
+                          f"{', '.join(CASE_STATUSES)}."]}, status=422)
+    if to == "ready":
+        raise DomainError("A case becomes ready when its required records are received, or by a "
+                          "readiness override with a reason.", fields={"status": ["not a manual action"]},
+                          status=409, code="illegal_transition")
+    if to == "scheduled":
+        raise DomainError("A case is scheduled by assigning it to a meeting, not by hand.",
+                          fields={"status": ["not a manual action"]}, status=409, code="illegal_transition")
+    if to == case.status:
+        raise DomainError(f"The case is {to} already.", fields={"status": [f"already {to}"]},
+                          status=409, code="illegal_transition")
+    if case.status not in MANUAL_TRANSITIONS[to]:
+        allowed = ", ".join(manual_actions(case)) or "nothing"
+        raise DomainError(f"This case is {case.status}: it cannot become {to}; "
+                          f"by hand it can go to {allowed}.",
+                          fields={"status": [f"cannot change from {case.status} to {to}"]},
+                          status=409, code="illegal_transition")
+    if to == "withdrawn" and not reason:
+        raise DomainError("Give the reason for withdrawing the case.",
+                          fields={"reason": ["A reason is required."]}, status=422)
+    before = case.status
+    lost_meeting = False
+    if to == "withdrawn":
+        for assignment in db.session.scalars(
+            sa.select(Assignment).where(Assignment.case_id == case.id, Assignment.active.is_(True))
+        ):
+            assignment.active = False
+            lost_meeting = True
+            audit("assignment.remove", "assignment", assignment.id,
+                  details={"case_id": case.id, "meeting_id": assignment.meeting_id,
+                           "reason": "case withdrawn"})
+    change_status(case, to)
+    if to == "intake":
+        case.readiness_override = None  # a reopened case is judged afresh
+    db.session.flush()
+    audit("case.status", "case", case.id, details={"from": before, "to": to, "reason": reason})
+    if lost_meeting:
+        case_needs_scheduling.send(case)  # its place on the meeting is free again
+    if to == "intake":
+        sync_readiness(case)
+
+
+def manual_actions(case: Case) -> list[str]:
+    """The statuses a coordinator can move this case to by hand now."""
+    return [to for to, sources in MANUAL_TRANSITIONS.items() if case.status in sources]
+
+
+# --------------------------------------------------------------------------- the queue
+
+#: the status filter: "open" (default), "all" or one status
+STATUS_FILTERS = ("open", "all", *CASE_STATUSES)
+MAX_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    """What the coordinator asked to see (the UI form and the API query use the same)."""
+
+    site: str | None = None
+    status: str = "open"
+    urgency: str | None = None
+    risk: str | None = None
+    #: MRN, exact or prefix, case-insensitive
+    mrn: str | None = None
+
+
+@dataclass
+class QueueRow:
+    case: Case
+    risk: str
+    days_left: int
+    records_received: int
+    records_required: int
+    meeting_id: int | None
+    meeting_start: datetime | None
+    board_name: str | None
+
+
+@dataclass
+class QueuePage:
+    rows: list[QueueRow]
+    total: int
+    page: int
+    per_page: int
+    filters: QueueFilters = field(default_factory=QueueFilters)
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def queue_conditions(filters: QueueFilters, today: date, margin_days: int) -> list[sa.ColumnElement[bool]]:
+    """The WHERE conditions of the queue for these filters (shared by the page and its count)."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if filters.status == "open":
+        conditions.append(Case.status.in_(OPEN_STATUSES))
+    elif filters.status != "all":
+        conditions.append(Case.status == filters.status)
+    if filters.site:
+        conditions.append(Case.site == filters.site)
+    if filters.urgency:
+        conditions.append(Case.urgency == filters.urgency)
+    if filters.risk:
+        conditions.append(risk_clause(filters.risk, today, margin_days))
+    mrn = (filters.mrn or "").strip()
+    if mrn:
+        conditions.append(sa.func.lower(Case.mrn).like(_like_prefix(mrn), escape="\\"))
+    return conditions
+
+
+def queue_page(filters: QueueFilters, page: int = 1, per_page: int = 50,
+               today: date | None = None, margin_days: int | None = None) -> QueuePage:
+    """One page of the case queue: by deadline, then urgent first, then id.
+
+    Two queries whatever the page: the rows (records progress and the active meeting joined in)
+    and the count. Used by both the HTML queue and GET /api/v1/cases.
+    """
+    today = today or local_today()
+    margin_days = at_risk_margin() if margin_days is None else margin_days
+    page = max(1, page)
+    per_page = min(max(1, per_page), MAX_PER_PAGE)
+    conditions = queue_conditions(filters, today, margin_days)
+
+    required = RecordItem.required.is_(True)
+    received_count = (
+        sa.select(sa.func.count(RecordItem.id))
+        .where(RecordItem.case_id == Case.id, required, RecordItem.received_at.is_not(None))
+        .correlate(Case).scalar_subquery()
+    )
+    required_count = (
+        sa.select(sa.func.count(RecordItem.id)).where(RecordItem.case_id == Case.id, required)
+        .correlate(Case).scalar_subquery()
+    )
+    stmt = (
+        sa.select(Case, received_count, required_count, Meeting.id, Meeting.start_at, Board.name)
+        .outerjoin(Assignment, sa.and_(Assignment.case_id == Case.id, Assignment.active.is_(True)))
+        .outerjoin(Meeting, Meeting.id == Assignment.meeting_id)
+        .outerjoin(Board, Board.id == Meeting.board_id)
+        .where(*conditions)
+        .order_by(Case.deadline, sa.case((Case.urgency == "urgent", 0), else_=1), Case.id)
+        .options(lazyload(Case.specialties))  # not shown in the queue: no extra query
+        .limit(per_page).offset((page - 1) * per_page)
+    )
+    rows = [
+        QueueRow(case=case, risk=risk(case, today, margin_days), days_left=days_left(case, today),
+                 records_received=received, records_required=total, meeting_id=meeting_id,
+                 meeting_start=start, board_name=board)
+        for case, received, total, meeting_id, start, board in db.session.execute(stmt)
+    ]
+    count = db.session.scalar(sa.select(sa.func.count(Case.id)).where(*conditions)) or 0
+    return QueuePage(rows=rows, total=count, page=page, per_page=per_page, filters=filters)

@@ -2,6 +2,224 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response
+from wtforms.fields.choices import SelectChoice
+
+from tumorboard.cases import services
+from tumorboard.cases.forms import (
+    ActionForm,
+    CaseForm,
+    OverrideForm,
+    QueueFilterForm,
+    RecordForm,
+    StatusForm,
+    WithdrawForm,
+)
+from tumorboard.cases.models import Case
+from tumorboard.errors import DomainError
+from tumorboard.extensions import db
 
 bp = Blueprint("cases", __name__)
+
+PER_PAGE = 50
+#: the record actions a button may ask for
+RECORD_ACTIONS = {
+    "requested": services.mark_requested,
+    "received": services.mark_received,
+    "unreceived": services.undo_received,
+}
+
+
+def _user_zone() -> ZoneInfo:
+    try:
+        return ZoneInfo(current_user.timezone)
+    except (KeyError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _oncologist_choices() -> list[SelectChoice]:
+    people = [SelectChoice(str(u.id), u.name) for u in services.oncologists()]
+    return [SelectChoice("", "— choose —"), *people]
+
+
+def _show_domain_error(form: FlaskForm, error: DomainError) -> None:
+    """Put a service's field messages on the form's fields; anything else is flashed."""
+    unplaced = []
+    for name, messages in error.fields.items():
+        target = getattr(form, name, None)
+        if target is None or not hasattr(target, "errors"):
+            unplaced.extend(messages)
+            continue
+        target.errors = [*target.errors, *messages] if isinstance(target.errors, list) else list(messages)
+    if unplaced or not error.fields:
+        flash(error.message, "error")
+
+
+@bp.route("/cases")
+def queue() -> str:
+    """The queue of cases by deadline, with filters, MRN search and pages."""
+    form = QueueFilterForm(request.args)
+    page = request.args.get("page", 1, type=int) or 1
+    result = None
+    if form.validate():
+        filters = services.QueueFilters(
+            site=form.site.data or None, status=form.status.data or "open",
+            urgency=form.urgency.data or None, risk=form.risk.data or None, mrn=form.mrn.data or None,
+        )
+        result = services.queue_page(filters, page, PER_PAGE)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("cases/queue.html", form=form, result=result, args=args, tz=_user_zone())
+
+
+@bp.route("/cases/new", methods=["GET", "POST"])
+def new() -> str | Response:
+    """Register a referral as a case."""
+    form = CaseForm()
+    form.referring_oncologist_id.choices = _oncologist_choices()
+    if form.validate_on_submit():
+        try:
+            case = services.register_case(form.data_for_service(), by=current_user)
+        except DomainError as error:
+            db.session.rollback()
+            _show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash(f"Case {case.mrn} registered.", "info")
+            return redirect(url_for("cases.detail", case_id=case.id))
+    return render_template("cases/form.html", form=form, case=None)
+
+
+@bp.route("/cases/<int:case_id>")
+def detail(case_id: int) -> str:
+    """One case: fields, records checklist, status actions, assignments (audited PHI read)."""
+    case = services.read_case(case_id)
+    page = _detail_page(case)
+    db.session.commit()
+    return page
+
+
+def _detail_page(case: Case, **forms: Any) -> str:
+    today = services.local_today()
+    received, required = services.records_progress(case)
+    return render_template(
+        "cases/detail.html", case=case, tz=_user_zone(), today=today,
+        risk=services.risk(case, today, services.at_risk_margin()),
+        days_left=services.days_left(case, today), received=received, required=required,
+        assignments=services.assignment_history(case), history=services.status_history(case),
+        actions=services.manual_actions(case),
+        record_form=forms.get("record_form") or RecordForm(formdata=None),
+        withdraw_form=forms.get("withdraw_form") or WithdrawForm(formdata=None),
+        override_form=forms.get("override_form") or OverrideForm(formdata=None),
+    )
+
+
+@bp.route("/cases/<int:case_id>/edit", methods=["GET", "POST"])
+def edit(case_id: int) -> str | Response:
+    """Edit the case fields (the deadline follows)."""
+    case = services.load_case(case_id, for_update=request.method == "POST")
+    form = CaseForm(obj=case)
+    form.referring_oncologist_id.choices = _oncologist_choices()
+    if request.method == "GET":
+        form.specialties.data = case.specialty_names
+        services.read_case(case_id, what="edit form")
+        db.session.commit()
+    elif form.validate_on_submit():
+        try:
+            changed = services.update_case(case, form.data_for_service())
+        except DomainError as error:
+            db.session.rollback()
+            _show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash("Case updated." if changed else "Nothing changed.", "info")
+            return redirect(url_for("cases.detail", case_id=case_id))
+    return render_template("cases/form.html", form=form, case=case)
+
+
+def _act(case_id: int, form: FlaskForm, action: Any, form_key: str | None = None) -> str | Response:
+    """Run a detail-page action: commit and go back, or show why not (nothing changed)."""
+    case = services.load_case(case_id, for_update=True)
+    if form.validate_on_submit():
+        try:
+            message = action(case)
+        except DomainError as error:
+            db.session.rollback()
+            if form_key is None:
+                flash(error.message, "error")
+                return redirect(url_for("cases.detail", case_id=case_id))
+            _show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash(message, "info")
+            return redirect(url_for("cases.detail", case_id=case_id))
+    else:
+        db.session.rollback()
+        if form_key is None:
+            flash("The action could not be carried out: reload the page and try again.", "error")
+            return redirect(url_for("cases.detail", case_id=case_id))
+    # show the page again with the form's messages; nothing was changed
+    services.read_case(case_id)
+    page = _detail_page(case, **{form_key: form})
+    db.session.commit()
+    return page
+
+
+@bp.route("/cases/<int:case_id>/records", methods=["POST"])
+def add_record(case_id: int) -> str | Response:
+    form = RecordForm()
+
+    def action(case: Case) -> str:
+        item = services.add_record(case, kind=form.kind.data, label=form.label.data,
+                                   required=form.required.data)
+        return f"“{item.label}” added to the checklist."
+    return _act(case_id, form, action, "record_form")
+
+
+@bp.route("/cases/<int:case_id>/records/<int:record_id>/<any(requested, received, unreceived):what>",
+          methods=["POST"])
+def record_action(case_id: int, record_id: int, what: str) -> str | Response:
+    def action(case: Case) -> str:
+        item = services.load_record(case, record_id)
+        before = case.status
+        RECORD_ACTIONS[what](item)
+        message = {"requested": "marked requested", "received": "marked received",
+                   "unreceived": "no longer marked received"}[what]
+        after = "" if case.status == before else f" The case is now {case.status}."
+        return f"“{item.label}” {message}.{after}"
+    return _act(case_id, ActionForm(), action)
+
+
+@bp.route("/cases/<int:case_id>/status", methods=["POST"])
+def status(case_id: int) -> str | Response:
+    form = StatusForm()
+
+    def action(case: Case) -> str:
+        services.set_status(case, form.status.data)
+        return f"The case is now {case.status}."
+    return _act(case_id, form, action)
+
+
+@bp.route("/cases/<int:case_id>/withdraw", methods=["POST"])
+def withdraw(case_id: int) -> str | Response:
+    form = WithdrawForm()
+
+    def action(case: Case) -> str:
+        services.set_status(case, "withdrawn", form.withdraw_reason.data)
+        return "The case is withdrawn."
+    return _act(case_id, form, action, "withdraw_form")
+
+
+@bp.route("/cases/<int:case_id>/readiness-override", methods=["POST"])
+def override(case_id: int) -> str | Response:
+    form = OverrideForm()
+
+    def action(case: Case) -> str:
+        services.override_readiness(case, form.override_reason.data)
+        return "The case is marked ready with records missing."
+    return _act(case_id, form, action, "override_form")
