@@ -223,3 +223,15 @@ def test_urgent_requests_are_for_coordinators_only(app, client) -> None:
 
     login(client, make_user("specialist", specialty="pathology").email)
     assert client.get("/urgent-requests").status_code == 403
+
+
+def test_a_case_deferred_at_a_held_meeting_is_placed_again(app, frozen_now) -> None:
+    board = make_board(sites=("breast",), specialties=())
+    past = make_calendar_meeting(board, start=NOW - timedelta(days=6), status="held")
+    upcoming, *_ = week_of_meetings(board)
+    case = ready_case(specialties=())  # deferred: back to ready, its old agenda entry is history
+    put_on_agenda(case, past)
+    run_pass()
+    assert active_meeting(case) == upcoming.id
+    history = db.session.scalars(sa.select(Assignment).where(Assignment.case_id == case.id)).all()
+    assert {(a.meeting_id, a.active) for a in history} == {(past.id, False), (upcoming.id, True)}

@@ -1,7 +1,362 @@
-"""HTML views of the boards feature (thin shells over services.py)."""
+"""HTML views of the boards feature (thin shells over services.py and cases/assignments.py)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+from wtforms import SelectChoice
+
+from tumorboard.audit.services import record
+from tumorboard.auth.models import User, UserRole
+from tumorboard.boards import services
+from tumorboard.boards.forms import (
+    ActionForm,
+    AddCaseForm,
+    BoardForm,
+    MeetingFilterForm,
+    MeetingMoveForm,
+    MoveCaseForm,
+    PinForm,
+    ReorderForm,
+    UrgentSlotForm,
+    choices,
+)
+from tumorboard.boards.models import Board, BoardSite, Meeting
+from tumorboard.cases import assignments as agenda_service
+from tumorboard.cases.models import Assignment, Case
+from tumorboard.db import now_utc
+from tumorboard.errors import DomainError
+from tumorboard.extensions import db
+from tumorboard.vocab import label
 
 bp = Blueprint("boards", __name__)
+
+Page = str | Response | tuple[str, int]
+
+
+def _fmt(meeting: Meeting, at: datetime | None = None) -> str:
+    return services.local_time(meeting, at).strftime("%a %d %b %Y %H:%M %Z")
+
+
+def _apply_errors(form: Any, error: DomainError) -> None:
+    """Show a service's field errors on the form (fields it does not have go to the top)."""
+    for name, messages in error.fields.items():
+        field = getattr(form, name, None)
+        target = list(field.errors) if field is not None else None
+        if target is None:
+            flash(f"{error.message} ({name}: {'; '.join(map(str, messages))})", "error")
+            continue
+        field.errors = target + [str(m) for m in messages]
+    if not error.fields:
+        flash(error.message, "error")
+
+
+# --- boards -----------------------------------------------------------------------------------
+
+def _member_choices() -> list[SelectChoice]:
+    users = db.session.scalars(
+        sa.select(User).join(UserRole).where(UserRole.role == "specialist", User.active.is_(True))
+        .order_by(User.name)).all()
+    return choices((u.id, f"{u.name} ({(u.specialty or 'no specialty').replace('_', ' ')})") for u in users)
+
+
+@bp.route("/boards")
+def boards() -> str:
+    rows = db.session.scalars(services.boards_query()).all()
+    return render_template("boards/boards.html", boards=rows)
+
+
+@bp.route("/boards/new", methods=["GET", "POST"])
+def board_new() -> Page:
+    form = BoardForm()
+    form.member_ids.choices = _member_choices()
+    if form.validate_on_submit():
+        try:
+            board = services.create_board(form.values())
+        except DomainError as error:
+            db.session.rollback()
+            _apply_errors(form, error)
+        else:
+            db.session.commit()
+            flash(f"Board {board.name} created.", "info")
+            return redirect(url_for("boards.board", board_id=board.id))
+    status = 422 if form.is_submitted() else 200
+    return render_template("boards/board_form.html", form=form, board=None), status
+
+
+@bp.route("/boards/<int:board_id>", methods=["GET", "POST"])
+def board(board_id: int) -> Page:
+    board = db.get_or_404(Board, board_id)
+    form = BoardForm(data=services.board_values(board) if request.method == "GET" else None)
+    form.member_ids.choices = _member_choices()
+    if form.validate_on_submit():
+        try:
+            services.update_board(board, form.values())
+        except DomainError as error:
+            db.session.rollback()
+            _apply_errors(form, error)
+        else:
+            db.session.commit()
+            flash("Board saved.", "info")
+            return redirect(url_for("boards.board", board_id=board.id))
+    upcoming = db.session.scalars(
+        services.meetings_query(board_id=board.id, start=now_utc() - timedelta(hours=12)).limit(20)).all()
+    status = 422 if form.is_submitted() else 200
+    return render_template("boards/board_form.html", form=form, board=board, meetings=upcoming,
+                           action=ActionForm(), fmt=_fmt), status
+
+
+@bp.route("/boards/<int:board_id>/remove", methods=["POST"])
+def board_remove(board_id: int) -> Response:
+    board = db.get_or_404(Board, board_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    name = board.name
+    outcome = services.remove_board(board)
+    db.session.commit()
+    if outcome == "deleted":
+        flash(f"Board {name} deleted.", "info")
+        return redirect(url_for("boards.boards"))
+    flash(f"Board {name} has meetings, so it was deactivated; its future meetings are cancelled.", "info")
+    return redirect(url_for("boards.board", board_id=board_id))
+
+
+@bp.route("/boards/<int:board_id>/materialise", methods=["POST"])
+def board_materialise(board_id: int) -> Response:
+    board = db.get_or_404(Board, board_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    created = services.materialise_meetings(board)
+    db.session.commit()
+    flash(f"{created} new meeting(s) created.", "info")
+    return redirect(url_for("boards.board", board_id=board.id))
+
+
+@bp.route("/boards/<int:board_id>/urgent-slot", methods=["GET", "POST"])
+def urgent_slot(board_id: int) -> Page:
+    board = db.get_or_404(Board, board_id)
+    form = UrgentSlotForm(data={"duration_minutes": board.duration_minutes,
+                                "capacity_minutes": board.capacity_minutes,
+                                "location": board.location} if request.method == "GET" else None)
+    if form.validate_on_submit():
+        try:
+            start = services.local_to_utc(form.start.data, board.timezone)
+            meeting = services.create_urgent_slot(board, start, form.duration_minutes.data,
+                                                  form.capacity_minutes.data, form.location.data or "")
+        except DomainError as error:
+            db.session.rollback()
+            _apply_errors(form, error)
+        else:
+            db.session.commit()
+            flash("Urgent slot created.", "info")
+            return redirect(url_for("boards.meeting", meeting_id=meeting.id))
+    status = 422 if form.is_submitted() else 200
+    return render_template("boards/urgent_slot.html", form=form, board=board), status
+
+
+# --- meetings ---------------------------------------------------------------------------------
+
+@bp.route("/meetings")
+def meetings() -> str:
+    form = MeetingFilterForm(request.args)
+    visible = db.session.scalars(
+        services.boards_query() if services.sees_all_boards(current_user)
+        else services.boards_query().where(Board.members.any(user_id=current_user.id))).all()
+    form.board_id.choices = choices([("", "All boards")] + [(str(b.id), b.name) for b in visible])
+    board_id = int(form.board_id.data) if form.validate() and (form.board_id.data or "").isdigit() else None
+    rows = db.session.scalars(services.meetings_query(
+        user=current_user, board_id=board_id, start=now_utc() - timedelta(hours=12)).limit(500)).all()
+    used = dict(db.session.execute(
+        sa.select(Assignment.meeting_id, sa.func.sum(Assignment.minutes))
+        .where(Assignment.active.is_(True), Assignment.meeting_id.in_([m.id for m in rows]))
+        .group_by(Assignment.meeting_id)).all()) if rows else {}
+    return render_template("boards/meetings.html", meetings=rows, used=used, form=form, fmt=_fmt)
+
+
+def _readable_meeting(meeting_id: int) -> Meeting:
+    meeting = db.get_or_404(Meeting, meeting_id)
+    if not services.can_read_agenda(current_user, meeting):
+        abort(403)
+    return meeting
+
+
+def _agenda_page(meeting: Meeting, status: int = 200, **forms: Any) -> tuple[str, int]:
+    """Render the agenda and record the read (names and MRNs are PHI)."""
+    items = agenda_service.agenda(meeting)
+    record("meeting.agenda_read", "meeting", meeting.id,
+           details={"case_ids": [a.case_id for a in items]})
+    coordinator = current_user.has_role("coordinator")
+    context: dict[str, Any] = {"meeting": meeting, "items": items, "fmt": _fmt,
+                               "used": sum(a.minutes for a in items), "coordinator": coordinator}
+    if coordinator:
+        add = forms.get("add_form") or AddCaseForm()
+        add.case_id.choices = choices((c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}")
+                                      for c in db.session.scalars(agenda_service.eligible_cases(meeting)))
+        context.update(add_form=add, action=ActionForm(), targets=_move_targets(meeting, items))
+    db.session.commit()
+    return render_template("boards/agenda.html", **context), status
+
+
+def _move_targets(meeting: Meeting, items: list[Assignment]) -> dict[int, list[tuple[int, str]]]:
+    """Per assignment: the other upcoming scheduled meetings of boards serving its case's site."""
+    targets: dict[int, list[tuple[int, str]]] = {}
+    for item in items:
+        serving = sa.select(BoardSite.board_id).where(BoardSite.site == item.case.site)
+        rows = db.session.scalars(services.meetings_query(start=now_utc(), status="scheduled")
+                                  .where(Meeting.board_id.in_(serving), Meeting.id != meeting.id)
+                                  .limit(30)).all()
+        targets[item.id] = [(m.id, f"{m.board.name} · {_fmt(m)}") for m in rows]
+    return targets
+
+
+@bp.route("/meetings/<int:meeting_id>")
+def meeting(meeting_id: int) -> tuple[str, int]:
+    return _agenda_page(_readable_meeting(meeting_id))
+
+
+@bp.route("/meetings/<int:meeting_id>/edit", methods=["GET", "POST"])
+def meeting_edit(meeting_id: int) -> Page:
+    meeting = db.get_or_404(Meeting, meeting_id)
+    local = services.local_time(meeting)
+    form = MeetingMoveForm(data={
+        "start": local.replace(tzinfo=None, second=0, microsecond=0),
+        "duration_minutes": int((meeting.end_at - meeting.start_at).total_seconds() // 60),
+        "location": meeting.location,
+    } if request.method == "GET" else None)
+    if form.validate_on_submit():
+        try:
+            start = services.local_to_utc(form.start.data, meeting.board.timezone)
+            services.move_meeting(meeting, start=start, duration_minutes=form.duration_minutes.data,
+                                  location=form.location.data or "")
+        except DomainError as error:
+            db.session.rollback()
+            _apply_errors(form, error)
+        else:
+            db.session.commit()
+            flash("Meeting updated.", "info")
+            return redirect(url_for("boards.meeting", meeting_id=meeting.id))
+    status = 422 if form.is_submitted() else 200
+    return render_template("boards/meeting_edit.html", form=form, meeting=meeting, fmt=_fmt), status
+
+
+def _meeting_action(meeting_id: int, action: Any, done: str) -> Page:
+    meeting = db.get_or_404(Meeting, meeting_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        action(meeting)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return _agenda_page(meeting, error.status)
+    db.session.commit()
+    flash(done, "info")
+    return redirect(url_for("boards.meeting", meeting_id=meeting.id))
+
+
+@bp.route("/meetings/<int:meeting_id>/cancel", methods=["POST"])
+def meeting_cancel(meeting_id: int) -> Page:
+    return _meeting_action(meeting_id, services.cancel_meeting,
+                           "Meeting cancelled; its cases are back in the queue.")
+
+
+@bp.route("/meetings/<int:meeting_id>/held", methods=["POST"])
+def meeting_held(meeting_id: int) -> Page:
+    return _meeting_action(meeting_id, services.mark_held, "Meeting marked as held.")
+
+
+@bp.route("/meetings/<int:meeting_id>/freeze", methods=["POST"])
+def meeting_freeze(meeting_id: int) -> Page:
+    return _meeting_action(meeting_id, services.freeze_agenda, "Agenda frozen.")
+
+
+@bp.route("/meetings/<int:meeting_id>/unfreeze", methods=["POST"])
+def meeting_unfreeze(meeting_id: int) -> Page:
+    return _meeting_action(meeting_id, services.unfreeze_agenda, "Agenda unfrozen.")
+
+
+# --- agenda actions ---------------------------------------------------------------------------
+
+def _after_change(meeting: Meeting, done: str) -> Response:
+    if agenda_service.is_overbooked(meeting):
+        flash(f"Overbooked: {agenda_service.minutes_used(meeting)} of {meeting.capacity_minutes} "
+              "minutes are taken.", "error")
+    db.session.commit()
+    flash(done, "info")
+    return redirect(url_for("boards.meeting", meeting_id=meeting.id))
+
+
+@bp.route("/meetings/<int:meeting_id>/cases", methods=["POST"])
+def agenda_add(meeting_id: int) -> Page:
+    meeting = db.get_or_404(Meeting, meeting_id)
+    form = AddCaseForm()
+    form.case_id.choices = choices((c.id, c.mrn)
+                                   for c in db.session.scalars(agenda_service.eligible_cases(meeting)))
+    if not form.validate_on_submit():
+        flash("Choose a ready or scheduled case of a site this board serves.", "error")
+        return _agenda_page(meeting, 422, add_form=form)
+    case = db.session.get(Case, form.case_id.data)
+    assert case is not None  # noqa: S101 - the choices come from the database
+    try:
+        agenda_service.assign(case, meeting, source="coordinator", pinned=form.pinned.data)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return _agenda_page(meeting, error.status)
+    return _after_change(meeting, f"{case.mrn} added to the agenda.")
+
+
+def _assignment_action(assignment_id: int, form: Any, action: Any, done: str) -> Page:
+    assignment = db.get_or_404(Assignment, assignment_id)
+    meeting = db.get_or_404(Meeting, assignment.meeting_id)
+    if not form.validate_on_submit():
+        flash("That request was not understood.", "error")
+        return _agenda_page(meeting, 422)
+    try:
+        action(assignment, meeting)
+    except DomainError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+        return _agenda_page(meeting, error.status)
+    return _after_change(meeting, done)
+
+
+@bp.route("/assignments/<int:assignment_id>/pin", methods=["POST"])
+def assignment_pin(assignment_id: int) -> Page:
+    form = PinForm()
+    return _assignment_action(assignment_id, form,
+                              lambda a, _m: agenda_service.set_pinned(a, form.pinned.data == "1"),
+                              "Pin updated.")
+
+
+@bp.route("/assignments/<int:assignment_id>/reorder", methods=["POST"])
+def assignment_reorder(assignment_id: int) -> Page:
+    form = ReorderForm()
+    return _assignment_action(assignment_id, form,
+                              lambda a, m: agenda_service.reorder(m, a, form.direction.data),
+                              "Agenda order changed.")
+
+
+@bp.route("/assignments/<int:assignment_id>/remove", methods=["POST"])
+def assignment_remove(assignment_id: int) -> Page:
+    return _assignment_action(assignment_id, ActionForm(), lambda a, _m: agenda_service.unassign(a),
+                              "Case removed from the agenda; it is back in the queue.")
+
+
+@bp.route("/assignments/<int:assignment_id>/move", methods=["POST"])
+def assignment_move(assignment_id: int) -> Page:
+    form = MoveCaseForm()
+
+    def _move(assignment: Assignment, _meeting: Meeting) -> None:
+        target = db.session.get(Meeting, form.meeting_id.data or 0)
+        if target is None:
+            raise DomainError("Choose a meeting to move the case to.",
+                              fields={"meeting_id": ["unknown meeting"]})
+        agenda_service.move(assignment, target)
+
+    return _assignment_action(assignment_id, form, _move, "Case moved.")

@@ -121,7 +121,8 @@ class Assignment(db.Model):
     source: Mapped[str] = mapped_column(sa.String(12), default="engine")
     #: a coordinator's decision: the engine never moves a pinned case
     pinned: Mapped[bool] = mapped_column(default=False)
-    #: false once the case left this meeting or the meeting was held (history is kept)
+    #: false once the case left this meeting; on a held meeting it stays (history) until the case
+    #: is put on another meeting (e.g. deferred for missing records)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 

@@ -121,9 +121,11 @@ def build_problem(now: datetime | None = None) -> Snapshot:
     ).all()
     problem_cases, by_key, states = [], {}, {}
     for case in cases:
-        assignment = active.get(case.id)
+        assignment = original = active.get(case.id)
         if assignment is not None and assignment.meeting_id not in meeting_keys:
-            continue  # on a past or cancelled meeting: waiting for the board's record, not ours
+            if case.status != "ready":
+                continue  # on a past meeting: waiting for the board's record, not for us
+            assignment = None  # deferred at a past meeting: it needs a new one
         key = f"c{case.id}"
         current = meeting_keys.get(assignment.meeting_id) if assignment else None
         problem_cases.append({
@@ -134,8 +136,8 @@ def build_problem(now: datetime | None = None) -> Snapshot:
             "pinned_meeting": current if assignment is not None and assignment.pinned else None,
         })
         by_key[key] = case
-        states[case.id] = CaseState(case.status, assignment.meeting_id if assignment else None,
-                                    bool(assignment and assignment.pinned))
+        states[case.id] = CaseState(case.status, original.meeting_id if original else None,
+                                    bool(original and original.pinned))
     problem = {
         "now": _iso(now),
         "settings": _settings(),
@@ -148,7 +150,7 @@ def build_problem(now: datetime | None = None) -> Snapshot:
         "cases": problem_cases,
     }
     return Snapshot(problem, by_key, {meeting_keys[m.id]: m for m in meetings}, states,
-                    {cid: a for cid, a in active.items() if cid in states})
+                    {cid: a for cid, a in active.items() if cid in states and a.meeting_id in meeting_keys})
 
 
 def solve_snapshot(snapshot: Snapshot) -> dict[str, Any]:
@@ -160,9 +162,11 @@ def solve_snapshot(snapshot: Snapshot) -> dict[str, Any]:
 def diff(snapshot: Snapshot, plan: dict[str, Any]) -> list[Change]:
     """Which cases the plan moves (placed, moved elsewhere or taken off a meeting)."""
     targets = {a["case"]: snapshot.meetings[a["meeting"]].id for a in plan["assignments"]}
+    upcoming = {m.id for m in snapshot.meetings.values()}
     changes = []
     for key, case in snapshot.cases.items():
         before = snapshot.states[case.id].meeting_id
+        before = before if before in upcoming else None  # a past meeting is history, not a place
         after = targets.get(key)
         if before != after:
             changes.append(Change(case.id, before, after))
