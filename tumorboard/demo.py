@@ -57,7 +57,17 @@ def seed_demo(seed: int = 2026, cases: int = 100) -> bool:
     for n in range(cases):
         _case(rng, n, rng.choice(oncologists), people[0])
     db.session.flush()
+    _schedule()
     return True
+
+
+def _schedule() -> None:
+    """Materialise the boards' meetings and let the engine place the ready cases."""
+    from tumorboard.boards.services import materialise_meetings
+    from tumorboard.planning.services import run_pass
+
+    materialise_meetings()
+    run_pass()
 
 
 def _users() -> list[User]:
