@@ -51,6 +51,13 @@ class Config:
         self.MAIL_FROM = env("MAIL_FROM", "tumorboard@localhost")
         self.SMTP_HOST = env("SMTP_HOST", "127.0.0.1")
         self.SMTP_PORT = _int("SMTP_PORT", 8025)
+        self.SMTP_STARTTLS = env("SMTP_STARTTLS", "") in {"1", "true", "yes"}
+        self.SMTP_USERNAME = env("SMTP_USERNAME") or None
+        self.SMTP_PASSWORD = env("SMTP_PASSWORD") or None
+        #: delivery attempts (with backoff 1, 2, 4 … min, max 1 h) before a message is dead
+        self.OUTBOX_MAX_ATTEMPTS = _int("OUTBOX_MAX_ATTEMPTS", 10)
+        #: coordinators are alerted this long before a meeting still without quorum
+        self.QUORUM_ALERT_HOURS = _int("QUORUM_ALERT_HOURS", 72)
         self.HOSPITAL_TIMEZONE = env("HOSPITAL_TIMEZONE", "Europe/London")
         #: days from diagnosis to the latest treatment start when none is planned
         self.PRETREATMENT_WINDOW_DAYS = _int("PRETREATMENT_WINDOW_DAYS", 90)

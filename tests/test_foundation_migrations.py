@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import upgrade
+
 from tumorboard import create_app
 from tumorboard.extensions import db
 
@@ -29,3 +30,13 @@ def test_migrations_from_empty_equal_the_models(empty_database: str) -> None:
         db.engine.dispose()
     assert diff == []
     assert set(db.metadata.tables) <= tables
+
+
+def test_migrations_install_the_consensus_immutability_triggers_on_postgresql(scratch_postgres: str) -> None:
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_postgres)
+    with app.app_context():
+        upgrade()
+        names = set(db.session.scalars(sa.text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")))
+        db.session.remove()
+        db.engine.dispose()
+    assert {"consensus_signed_immutable", "consensus_amendments_append_only"} <= names

@@ -115,7 +115,8 @@ def test_capacity_is_respected_and_the_rest_get_a_reason(app, frozen_now) -> Non
     board = make_board(sites=("breast",), specialties=())
     (only,) = week_of_meetings(board, weeks=1)
     only.capacity_minutes = 20
-    cases = [ready_case(specialties=(), minutes=10, planned_treatment_start=date(2031, 1, 8)) for _ in range(3)]
+    cases = [ready_case(specialties=(), minutes=10, planned_treatment_start=date(2031, 1, 8))
+             for _ in range(3)]
     run_pass()
     placed = [c for c in cases if active_meeting(c) == only.id]
     left = [c for c in cases if active_meeting(c) is None]
@@ -183,12 +184,15 @@ def test_the_scheduler_has_every_job_with_minutes_of_misfire_grace(app) -> None:
         jobs = {job.id: job for job in scheduler.get_jobs()}
     finally:
         scheduler.shutdown(wait=False)
-    assert set(jobs) >= {"materialise", "assign", "assign-requested"}
+    assert set(jobs) >= {"materialise", "assign", "assign-requested", "deliver-outbox", "sync-invitations",
+                         "quorum-alerts"}
     assert all(job.misfire_grace_time >= 60 and job.coalesce and job.max_instances == 1
                for job in jobs.values())
 
 
-def test_coordinator_creates_an_urgent_slot_in_one_step_and_the_case_is_placed(app, client, frozen_now) -> None:
+def test_coordinator_creates_an_urgent_slot_in_one_step_and_the_case_is_placed(
+    app, client, frozen_now
+) -> None:
     from tests.helpers import login, post_form
     from tumorboard.boards.models import Meeting
 
@@ -205,7 +209,8 @@ def test_coordinator_creates_an_urgent_slot_in_one_step_and_the_case_is_placed(a
     bad = post_form(client, f"/urgent-requests/{case.id}",
                     {"board_id": board.id, "start": "2030-12-31T08:00", "duration_minutes": 30})
     assert bad.status_code == 422 and "must be in the future" in bad.get_data(as_text=True)
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(Meeting).where(Meeting.kind == "urgent")) == 0
+    urgent_slots = sa.select(sa.func.count()).select_from(Meeting).where(Meeting.kind == "urgent")
+    assert db.session.scalar(urgent_slots) == 0
 
     done = post_form(client, f"/urgent-requests/{case.id}",
                      {"board_id": board.id, "start": "2031-01-02T14:00", "duration_minutes": 30})

@@ -47,6 +47,7 @@ def test_two_assignment_passes_at_once_assign_each_case_once(scratch_postgres: s
             .group_by(Assignment.case_id)).all()
         scheduled = db.session.scalar(sa.select(sa.func.count()).select_from(Case)
                                       .where(Case.status == "scheduled"))
+        db.session.remove()
         db.engine.dispose()
     assert placed and all(count == 1 for _, count in placed)
     assert scheduled == len(placed) == 30

@@ -36,12 +36,18 @@ def register_extensions(app: Flask) -> None:
     from tumorboard import models  # noqa: F401  (every model registered before migrations)
     from tumorboard.api import init_api
     from tumorboard.auth.services import init_login
+    from tumorboard.calendar.tracking import install as install_invitation_tracking
     from tumorboard.extensions import csrf, db, migrate
+    from tumorboard.planning.services import connect_signals
+    from tumorboard.security import init_security
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)
     init_login(app)
+    init_security(app)  # session timeouts run before enforce_permissions
+    connect_signals()
+    install_invitation_tracking()
     init_api(app)
 
 
@@ -52,6 +58,11 @@ VIEW_BLUEPRINTS = [
     "tumorboard.cases.views:bp",
     "tumorboard.boards.views:bp",
     "tumorboard.calendar.views:bp",
+    "tumorboard.planning.views:bp",
+    "tumorboard.consensus.views:bp",
+    "tumorboard.auth.admin_views:bp",
+    "tumorboard.audit.views:bp",
+    "tumorboard.metrics.views:bp",
 ]
 
 

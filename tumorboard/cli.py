@@ -47,7 +47,7 @@ def create_user_command(
 @with_appcontext
 def seed_demo_command() -> None:
     """Load synthetic demo data once (running it again changes nothing)."""
-    from tumorboard.demo import DEMO_PASSWORD, seed_demo
+    from tumorboard.demo import DEMO_PASSWORD, DOMAIN, seed_demo
 
     created = seed_demo()
     db.session.commit()
@@ -57,7 +57,7 @@ def seed_demo_command() -> None:
         click.echo("demo data already present: nothing to do")
     click.echo(f"demo sign-in (password {DEMO_PASSWORD}):")
     for role in ROLES:
-        click.echo(f"  {role:<12} {role}@demo.tumorboard.test")
+        click.echo(f"  {role:<12} {role}@{DOMAIN}")
 
 
 @tumorboard_cli.command("scheduler")

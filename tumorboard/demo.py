@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 
@@ -17,7 +17,7 @@ from tumorboard.extensions import db
 from tumorboard.vocab import SITES, SPECIALTIES
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - synthetic demo accounts only
-DOMAIN = "demo.tumorboard.test"
+DOMAIN = "demo.example.org"  # IANA-reserved: demo mail never reaches anyone
 
 BOARDS = [
     # name, sites, RRULE, zone, weekday offset, start time
@@ -46,7 +46,7 @@ def seed_demo(seed: int = 2026, cases: int = 100) -> bool:
     for name, sites, rule, zone, start in BOARDS:
         needed = sorted({s for site in sites for s in SITES[site]})
         board = Board(
-            name=name, rrule=rule, timezone=zone, first_date=date.today() - timedelta(days=7),
+            name=name, rrule=rule, timezone=zone, first_date=date.today() - timedelta(days=HISTORY_DAYS + 7),
             start_time=start, duration_minutes=90, capacity_minutes=90, default_case_minutes=10,
             location=f"{name} room, Level 3", video_url="https://video.example.org/mdt",
             sites=[BoardSite(site=s) for s in sites],
@@ -56,6 +56,8 @@ def seed_demo(seed: int = 2026, cases: int = 100) -> bool:
         db.session.add(board)
     for n in range(cases):
         _case(rng, n, rng.choice(oncologists), people[0])
+    db.session.flush()
+    _history(rng, people, oncologists)
     db.session.flush()
     _schedule()
     return True
@@ -119,5 +121,107 @@ def _case(rng: random.Random, n: int, oncologist: User, coordinator: User) -> Ca
         got = received or rng.random() < 0.5
         case.records.append(RecordItem(kind=kind, label=label, requested_at=requested,
                                        received_at=requested + timedelta(days=2) if got else None))
+    db.session.add(case)
+    return case
+
+
+# --- history (home and metrics): past meetings, discussed and closed cases, signed consensus
+# records with a spread of concordance values, answered invitations. Synthetic, like the rest.
+HISTORY_DAYS = 120
+CONCORDANCE_WEIGHTS = (("concordant", 70), ("minor_discrepancy", 18), ("major_discrepancy", 8),
+                       ("new_diagnosis", 4))
+ANSWER_WEIGHTS = (("ACCEPTED", 65), ("DECLINED", 10), ("TENTATIVE", 10), ("NEEDS-ACTION", 15))
+
+
+def _pick(rng: random.Random, weights: tuple[tuple[str, int], ...]) -> str:
+    return rng.choices([v for v, _ in weights], [w for _, w in weights])[0]
+
+
+def _history(rng: random.Random, people: list[User], oncologists: list[User]) -> None:
+    """Past meetings of every board over HISTORY_DAYS, each with 2–5 cases and answered invites:
+    held with signed consensus records (follow-ups mostly confirmed), except meetings of the last
+    3 days, still awaiting their consensus (the oncologist's home page shows them)."""
+    from tumorboard.boards.models import Meeting
+    from tumorboard.boards.services import occurrences
+    from tumorboard.calendar.models import Invitation
+    from tumorboard.cases.models import Assignment
+    from tumorboard.consensus.models import Consensus, ConsensusFollowup
+
+    now = now_utc()
+    n = 0
+    for board in db.session.scalars(sa.select(Board).order_by(Board.id)).all():
+        for at in occurrences(board, now - timedelta(days=HISTORY_DAYS), now - timedelta(hours=2)):
+            recent = now - at < timedelta(days=3)
+            meeting = Meeting(
+                board_id=board.id, board=board, kind="regular", recurrence_id=at, start_at=at,
+                end_at=at + timedelta(minutes=board.duration_minutes), location=board.location,
+                capacity_minutes=board.capacity_minutes, status="scheduled" if recent else "held",
+                ical_uid=f"meeting-demo-{board.id}-{at:%Y%m%d%H%M}@{DOMAIN}",
+            )
+            db.session.add(meeting)
+            db.session.flush()
+            for member in board.members:
+                answer = _pick(rng, ANSWER_WEIGHTS)
+                db.session.add(Invitation(
+                    meeting_id=meeting.id, user_id=member.user_id, partstat=answer, last_sequence_sent=0,
+                    replied_at=None if answer == "NEEDS-ACTION" else at - timedelta(days=rng.randint(1, 6))))
+            for position in range(1, rng.randint(2, 5) + 1):
+                n += 1
+                oncologist = rng.choice(oncologists)
+                case = _past_case(rng, n, board.site_names[0], at, oncologist, people[0])
+                db.session.add(Assignment(case=case, meeting_id=meeting.id, minutes=case.minutes,
+                                          position=position, source="engine"))
+                if not recent:
+                    _signed(rng, case, meeting, oncologist, now, Consensus, ConsensusFollowup)
+
+
+def _signed(rng: random.Random, case: Case, meeting: object, oncologist: User, now: datetime,
+            consensus_model: type, followup_model: type) -> None:
+    """A signed consensus of `case` at `meeting`, and its follow-up (confirmed when due)."""
+    at = meeting.start_at  # type: ignore[attr-defined]
+    signed_at = at + timedelta(hours=rng.randint(1, 96))
+    concordance = _pick(rng, CONCORDANCE_WEIGHTS)
+    changed = rng.random() < (0.15 if concordance == "concordant" else 0.6)
+    due = (signed_at + timedelta(days=rng.randint(7, 28))).date()
+    consensus = consensus_model(
+        case=case, meeting_id=meeting.id, status="signed",  # type: ignore[attr-defined]
+        specialties_present=SITES[case.site], board_diagnosis="Synthetic board diagnosis.",
+        concordance=concordance, management_changed=changed,
+        management_change="Plan changed (synthetic)." if changed else "",
+        recommendation_kinds=[rng.choice(["surgery", "systemic_therapy", "radiotherapy", "surveillance",
+                                          "clinical_trial"])],
+        recommendation="Synthetic recommendation.", rationale="Synthetic rationale.",
+        trial_eligible=rng.random() < 0.2, followup_owner_id=oncologist.id, followup_due=due,
+        created_by_id=oncologist.id, signed_by_id=oncologist.id, signed_at=signed_at, created_at=at,
+    )
+    db.session.add(consensus)
+    done = due < now.date() and rng.random() < 0.8
+    case.status = "closed" if done else "discussed"
+    db.session.add(followup_model(
+        consensus=consensus, case=case, owner_id=oncologist.id, due=due,
+        confirmed_at=datetime.combine(due, time(12), tzinfo=UTC) if done else None,
+        confirmed_by_id=oncologist.id if done else None))
+
+
+def _past_case(rng: random.Random, n: int, site: str, meeting_at: datetime, oncologist: User,
+               coordinator: User) -> Case:
+    """A case referred some weeks before `meeting_at`, ready days later, every record received."""
+    created = meeting_at - timedelta(days=rng.randint(8, 45), hours=rng.randint(0, 12))
+    ready = min(created + timedelta(days=rng.expovariate(1 / 6)), meeting_at - timedelta(days=2))
+    diagnosed = created.date() - timedelta(days=rng.randint(5, 40))
+    planned = diagnosed + timedelta(days=rng.randint(30, 80)) if rng.random() < 0.3 else None
+    case = Case(
+        mrn=f"DEMO-{200000 + n}", display_name=f"{rng.choice(FIRST)} {rng.choice(LAST)} (synthetic)",
+        site=site, diagnosis_date=diagnosed, planned_treatment_start=planned,
+        deadline=compute_deadline(diagnosed, planned, site), question="Second opinion on the plan.",
+        referring_oncologist_id=oncologist.id, urgency="urgent" if rng.random() < 0.08 else "routine",
+        minutes=rng.choice([10, 10, 15, 20]), status="scheduled", ready_at=ready,
+        schedule_note="Discussed at a past meeting (demo history).", created_by_id=coordinator.id,
+        created_at=created, specialties=[CaseSpecialty(specialty=s) for s in SITES[site]],
+    )
+    for kind, label in (("imaging", "Staging CT"), ("pathology", "Pathology slides"),
+                        ("labs", "Blood panel"), ("clinic_notes", "Referral letter")):
+        case.records.append(RecordItem(kind=kind, label=label, requested_at=created,
+                                       received_at=min(created + timedelta(days=1), ready)))
     db.session.add(case)
     return case

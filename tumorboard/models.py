@@ -5,7 +5,7 @@ from tumorboard.auth.models import ApiToken, User, UserRole
 from tumorboard.boards.models import Board, BoardMember, BoardSite, BoardSpecialty, Meeting
 from tumorboard.calendar.models import Invitation
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty, RecordItem
-from tumorboard.consensus.models import Consensus, ConsensusAmendment
+from tumorboard.consensus.models import Consensus, ConsensusAmendment, ConsensusFollowup
 from tumorboard.notifications.models import OutboxMessage
 from tumorboard.planning.models import PlanningRequest
 
@@ -21,6 +21,7 @@ __all__ = [
     "CaseSpecialty",
     "Consensus",
     "ConsensusAmendment",
+    "ConsensusFollowup",
     "Invitation",
     "Meeting",
     "OutboxMessage",

@@ -2,13 +2,14 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 01:15:51.692079
+Create Date: 2026-11-28 01:47:26.938012
 
 """
 from alembic import op
 import sqlalchemy as sa
 
 import tumorboard.db
+from tumorboard.consensus.models import POSTGRESQL_DDL, POSTGRESQL_DROP_DDL
 
 
 # revision identifiers, used by Alembic.
@@ -84,6 +85,16 @@ def upgrade():
     )
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_messages_due', ['status', 'next_attempt_at'], unique=False)
+
+    op.create_table('planning_requests',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('reason', sa.String(length=200), nullable=False),
+    sa.Column('requested_at', tumorboard.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('done_at', tumorboard.db.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_planning_requests'))
+    )
+    with op.batch_alter_table('planning_requests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_planning_requests_done_at'), ['done_at'], unique=False)
 
     op.create_table('users',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -161,6 +172,7 @@ def upgrade():
     sa.Column('ready_at', tumorboard.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('readiness_override', sa.Text(), nullable=True),
     sa.Column('schedule_note', sa.Text(), nullable=True),
+    sa.Column('urgent_slot_latest_start', tumorboard.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('created_at', tumorboard.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', tumorboard.db.UTCDateTime(timezone=True), nullable=False),
@@ -258,9 +270,9 @@ def upgrade():
     sa.Column('trial_eligible', sa.Boolean(), nullable=True),
     sa.Column('trial_notes', sa.Text(), nullable=False),
     sa.Column('dissent', sa.Text(), nullable=False),
+    sa.Column('deferred', sa.Boolean(), nullable=False),
     sa.Column('followup_owner_id', sa.Integer(), nullable=True),
     sa.Column('followup_due', sa.Date(), nullable=True),
-    sa.Column('followup_confirmed_at', tumorboard.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('signed_by_id', sa.Integer(), nullable=True),
     sa.Column('signed_at', tumorboard.db.UTCDateTime(timezone=True), nullable=True),
@@ -278,6 +290,7 @@ def upgrade():
     sa.UniqueConstraint('case_id', 'meeting_id', name=op.f('uq_consensus_case_id_meeting_id'))
     )
     with op.batch_alter_table('consensus', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consensus_case_id'), ['case_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_consensus_followup_owner_id'), ['followup_owner_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_consensus_meeting_id'), ['meeting_id'], unique=False)
 
@@ -333,11 +346,44 @@ def upgrade():
     with op.batch_alter_table('consensus_amendments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_consensus_amendments_consensus_id'), ['consensus_id'], unique=False)
 
+    op.create_table('consensus_followups',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('consensus_id', sa.Integer(), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('owner_id', sa.Integer(), nullable=False),
+    sa.Column('due', sa.Date(), nullable=False),
+    sa.Column('confirmed_at', tumorboard.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('confirmed_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', tumorboard.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_consensus_followups_case_id_cases'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['confirmed_by_id'], ['users.id'], name=op.f('fk_consensus_followups_confirmed_by_id_users'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['consensus_id'], ['consensus.id'], name=op.f('fk_consensus_followups_consensus_id_consensus'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['owner_id'], ['users.id'], name=op.f('fk_consensus_followups_owner_id_users'), ondelete='RESTRICT'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_consensus_followups')),
+    sa.UniqueConstraint('consensus_id', name=op.f('uq_consensus_followups_consensus_id'))
+    )
+    with op.batch_alter_table('consensus_followups', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consensus_followups_case_id'), ['case_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consensus_followups_due'), ['due'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consensus_followups_owner_id'), ['owner_id'], unique=False)
+
     # ### end Alembic commands ###
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in POSTGRESQL_DDL:
+            op.execute(statement)
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in POSTGRESQL_DROP_DDL:
+            op.execute(statement)
+    with op.batch_alter_table('consensus_followups', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_consensus_followups_owner_id'))
+        batch_op.drop_index(batch_op.f('ix_consensus_followups_due'))
+        batch_op.drop_index(batch_op.f('ix_consensus_followups_case_id'))
+
+    op.drop_table('consensus_followups')
     with op.batch_alter_table('consensus_amendments', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consensus_amendments_consensus_id'))
 
@@ -353,6 +399,7 @@ def downgrade():
     with op.batch_alter_table('consensus', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consensus_meeting_id'))
         batch_op.drop_index(batch_op.f('ix_consensus_followup_owner_id'))
+        batch_op.drop_index(batch_op.f('ix_consensus_case_id'))
 
     op.drop_table('consensus')
     op.drop_table('case_specialties')
@@ -388,6 +435,10 @@ def downgrade():
 
     op.drop_table('api_tokens')
     op.drop_table('users')
+    with op.batch_alter_table('planning_requests', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_planning_requests_done_at'))
+
+    op.drop_table('planning_requests')
     with op.batch_alter_table('outbox_messages', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_messages_due')
 

@@ -26,6 +26,7 @@ API_BLUEPRINTS = [
     "tumorboard.cases.api:blp",
     "tumorboard.boards.api:blp",
     "tumorboard.calendar.api:blp",
+    "tumorboard.consensus.api:blp",
 ]
 
 

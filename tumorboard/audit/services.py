@@ -1,11 +1,21 @@
-"""Write and verify the hash-chained audit trail."""
+"""Write, verify and search the hash-chained audit trail.
+
+Each row's `hash` is the SHA-256 of its canonical JSON (every field but `id` and `hash`, keys
+sorted, compact, ASCII), which includes `prev_hash`, the hash of the row before it in id order.
+Editing a row breaks its own hash; deleting or inserting a row breaks the next row's link.
+`at` is hashed as its UTC ISO 8601 form with microseconds as stored: both PostgreSQL
+(`timestamptz`) and SQLite keep microseconds, so a row read back hashes the same.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import has_request_context, request
@@ -18,10 +28,13 @@ from tumorboard.extensions import db
 GENESIS = "0" * 64
 
 
-def canonical(event: AuditEvent) -> bytes:
-    """The bytes a row's hash covers: every field but the hash, as sorted compact JSON."""
+def canonical(event: Any) -> bytes:
+    """The bytes a row's hash covers: every field but id and hash, as sorted compact JSON.
+
+    `event` is an AuditEvent or a row of the audit_events table (same attribute names).
+    """
     payload = {
-        "at": event.at.isoformat(),
+        "at": event.at.astimezone(UTC).isoformat(),
         "actor_id": event.actor_id,
         "actor_email": event.actor_email,
         "action": event.action,
@@ -34,8 +47,14 @@ def canonical(event: AuditEvent) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def _hash(event: AuditEvent) -> str:
+def _hash(event: Any) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
+
+
+def _plain_json(details: dict[str, Any] | None) -> dict[str, Any]:
+    # What the JSON column will give back: string keys, lists for tuples, str() for the rest.
+    # Hashing this (not the caller's objects) keeps the hash equal after a round trip.
+    return json.loads(json.dumps(details or {}, default=str))
 
 
 def _lock_chain() -> None:
@@ -65,7 +84,7 @@ def record(
         object_type=object_type,
         object_id=None if object_id is None else str(object_id),
         ip=request.remote_addr if has_request_context() else None,
-        details=details or {},
+        details=_plain_json(details),
         prev_hash=prev or GENESIS,
     )
     event.hash = _hash(event)
@@ -74,23 +93,125 @@ def record(
     return event
 
 
-def verify_chain(batch: int = 1000) -> AuditEvent | None:
-    """The first row whose hash or link is wrong (edited, deleted or inserted), else None."""
-    prev = GENESIS
-    for event in _iter_events(batch):
-        if event.prev_hash != prev or event.hash != _hash(event):
-            return event
-        prev = event.hash
+# --- verification ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tampering:
+    """The first row that does not verify, and why."""
+
+    id: int
+    action: str
+    kind: Literal["edited", "link_broken"]
+    message: str
+
+
+def find_tampering(batch: int = 1000) -> Tampering | None:
+    """Walk the whole chain in id order, `batch` rows per query; the first bad row, else None.
+
+    * edited: the row's content no longer matches its own hash;
+    * link_broken: its `prev_hash` is not the previous row's hash: a row before it was deleted
+      or inserted (or the previous row was edited and its hash recomputed).
+    """
+    prev_hash, prev_id = GENESIS, None
+    for row in iter_rows(batch):
+        if row.hash != _hash(row):
+            return Tampering(row.id, row.action, "edited",
+                             f"row {row.id} ({row.action}) was edited: its content does not match its hash")
+        if row.prev_hash != prev_hash:
+            where = f"after row {prev_id}" if prev_id is not None else "at the start of the trail"
+            return Tampering(row.id, row.action, "link_broken",
+                             f"row {row.id} ({row.action}): link broken, a row was deleted or inserted "
+                             f"before it ({where}), or row {prev_id} was edited and re-hashed")
+        prev_hash, prev_id = row.hash, row.id
     return None
 
 
-def _iter_events(batch: int) -> Iterator[AuditEvent]:
+def verify_chain(batch: int = 1000) -> AuditEvent | None:
+    """The first row whose hash or link is wrong (edited, deleted or inserted), else None."""
+    problem = find_tampering(batch)
+    return None if problem is None else db.session.get(AuditEvent, problem.id)
+
+
+def chain_head() -> tuple[int, str]:
+    """(number of rows, hash of the last row): write it down elsewhere to anchor the chain."""
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)) or 0
+    last = db.session.scalar(sa.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+    return count, last or GENESIS
+
+
+def iter_rows(batch: int = 1000) -> Iterator[sa.Row[Any]]:
+    """Every audit row in id order as plain rows (no ORM identity map), by keyset pages."""
+    table = AuditEvent.__table__
     last_id = 0
     while True:
-        rows = db.session.scalars(
-            sa.select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
+        rows = db.session.execute(
+            sa.select(table).where(table.c.id > last_id).order_by(table.c.id).limit(batch)
         ).all()
         if not rows:
             return
         yield from rows
         last_id = rows[-1].id
+
+
+# --- reading the trail (admin page) ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrailFilter:
+    """What the administrator asked for; empty fields do not filter. Dates are in `tz`."""
+
+    actor: str = ""
+    action: str = ""
+    object_type: str = ""
+    object_id: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    tz: str = "UTC"
+
+    def as_details(self) -> dict[str, str]:
+        return {k: str(v) for k, v in vars(self).items() if v and k != "tz"}
+
+
+def _day_start(day: date, tz: str) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).astimezone(UTC)
+
+
+def trail_query(f: TrailFilter) -> sa.Select[tuple[AuditEvent]]:
+    """Audit events matching `f`, newest first. `action` "case" matches "case" and "case.*"."""
+    q = sa.select(AuditEvent).order_by(AuditEvent.id.desc())
+    if f.actor:
+        q = q.where(AuditEvent.actor_email.contains(f.actor.strip().lower(), autoescape=True))
+    if f.action:
+        action = f.action.strip()
+        q = q.where(sa.or_(AuditEvent.action == action,
+                           AuditEvent.action.startswith(action.rstrip(".") + ".", autoescape=True)))
+    if f.object_type:
+        q = q.where(AuditEvent.object_type == f.object_type.strip())
+    if f.object_id:
+        q = q.where(AuditEvent.object_id == f.object_id.strip())
+    if f.date_from:
+        q = q.where(AuditEvent.at >= _day_start(f.date_from, f.tz))
+    if f.date_to:
+        q = q.where(AuditEvent.at < _day_start(f.date_to + timedelta(days=1), f.tz))
+    return q
+
+
+@dataclass(frozen=True)
+class TrailPage:
+    events: list[AuditEvent]
+    #: id to pass as `before` for the next (older) page, None on the last page
+    next_before: int | None
+
+
+def read_trail(f: TrailFilter, *, before: int | None = None, per_page: int = 50) -> TrailPage:
+    """One page of the trail (keyset on id, newest first); the reading itself is audited."""
+    q = trail_query(f)
+    if before is not None:
+        q = q.where(AuditEvent.id < before)
+    rows = list(db.session.scalars(q.limit(per_page + 1)))
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    details: dict[str, Any] = f.as_details()
+    if before is not None:
+        details["before"] = before
+    record("audit.read", "audit_trail", None, details=details)
+    return TrailPage(rows, rows[-1].id if more and rows else None)

@@ -27,6 +27,7 @@ from tumorboard.boards.forms import (
     choices,
 )
 from tumorboard.boards.models import Board, BoardSite, Meeting
+from tumorboard.calendar.quorum import meeting_quorum
 from tumorboard.cases import assignments as agenda_service
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.db import now_utc
@@ -191,8 +192,10 @@ def _agenda_page(meeting: Meeting, status: int = 200, **forms: Any) -> tuple[str
     record("meeting.agenda_read", "meeting", meeting.id,
            details={"case_ids": [a.case_id for a in items]})
     coordinator = current_user.has_role("coordinator")
+    quorum = meeting_quorum(meeting)
     context: dict[str, Any] = {"meeting": meeting, "items": items, "fmt": _fmt,
-                               "used": sum(a.minutes for a in items), "coordinator": coordinator}
+                               "used": sum(a.minutes for a in items), "coordinator": coordinator,
+                               "quorum": quorum}
     if coordinator:
         add = forms.get("add_form") or AddCaseForm()
         add.case_id.choices = choices((c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}")

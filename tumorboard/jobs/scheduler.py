@@ -21,6 +21,9 @@ INTERVALS = {
     "materialise": 3600,
     "assign": 900,
     "assign-requested": 5,
+    "deliver-outbox": 5,
+    "sync-invitations": 60,
+    "quorum-alerts": 900,
 }
 
 

@@ -41,31 +41,42 @@ def materialise() -> int:
 
 
 def assign(*, only_if_requested: bool = False, describe: bool = False) -> Any:
-    """An assignment pass, then invitations for the meetings it changed; with only_if_requested,
-    only when something asked for one. Returns the number of changes (or, with describe, the
-    result and its human lines)."""
+    """An assignment pass (invitations follow at commit); with only_if_requested, only when
+    something asked for one. Returns the number of changes (or, with describe, the result and
+    its human lines)."""
     from tumorboard.planning.services import describe_changes, has_pending_requests, run_pass
 
     if only_if_requested and not has_pending_requests():
         return 0
     result = run_pass()
-    _sync_invitations(result.touched_meetings)
     return (result, describe_changes(result.changes)) if describe else len(result.changes)
 
 
-def _sync_invitations(meeting_ids: set[int]) -> None:
-    try:
-        from tumorboard.calendar.services import sync_meeting_invitations
-    except ImportError:  # calendar invites not installed in this build
-        return
-    from tumorboard.boards.models import Meeting
+def deliver_outbox() -> int:
+    """Send due outbox mail (each message commits on its own; rows are locked while sent)."""
+    from tumorboard.notifications.services import deliver_due
 
-    for meeting_id in sorted(meeting_ids):
-        sync_meeting_invitations(db.session.get(Meeting, meeting_id))
+    return len(deliver_due().sent)
+
+
+def sync_invitations() -> int:
+    """Catch-all: invitations of every upcoming meeting in line with who is needed."""
+    from tumorboard.calendar.services import sync_upcoming_invitations
+
+    return sync_upcoming_invitations()
+
+
+def quorum_alerts() -> int:
+    from tumorboard.calendar.quorum import send_quorum_alerts
+
+    return send_quorum_alerts()
 
 
 JOBS: dict[str, Callable[[], Any]] = {
     "materialise": materialise,
     "assign": assign,
     "assign-requested": lambda: assign(only_if_requested=True),
+    "deliver-outbox": deliver_outbox,
+    "sync-invitations": sync_invitations,
+    "quorum-alerts": quorum_alerts,
 }

@@ -1,0 +1,612 @@
+"""Invitations (iMIP through the outbox), incoming iTIP replies, RSVP answers and feeds.
+
+Privacy rule: everything built here leaves the hospital, so it carries only the board name, time,
+place, the number of cases and links behind sign-in (agenda) or behind a signed token (RSVP) —
+never a case's name, MRN, diagnosis or question.
+
+Who is invited (`expected_attendees`):
+* board members whose specialty is a required (core) specialty of the board — REQ-PARTICIPANT;
+* board members whose specialty a case actively on the agenda requires — REQ-PARTICIPANT;
+* the referring oncologist of each case on the agenda — OPT-PARTICIPANT (welcome to present the
+  case, not needed for the meeting to go ahead), unless already required above.
+They count towards quorum like anyone else when they accept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from email.utils import formataddr
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import current_app
+
+from tumorboard.audit.services import record
+from tumorboard.auth.models import User, new_token
+from tumorboard.boards.models import Board, Meeting
+from tumorboard.calendar.ical import (
+    Attendee,
+    ItipError,
+    ItipMessage,
+    MeetingEvent,
+    build_cancel,
+    build_declinecounter,
+    build_feed,
+    build_request,
+    parse_itip,
+)
+from tumorboard.calendar.imip import build_imip_message
+from tumorboard.calendar.models import Invitation
+from tumorboard.calendar.tokens import make_rsvp_token
+from tumorboard.cases.models import Assignment, Case
+from tumorboard.db import now_utc
+from tumorboard.errors import DomainError
+from tumorboard.extensions import db
+from tumorboard.notifications.services import enqueue, new_message_id, sender_address
+from tumorboard.vocab import PARTSTATS
+
+ORGANIZER_NAME = "tumorboard"
+#: feeds show meetings that ended up to this many days ago, and everything ahead
+FEED_PAST_DAYS = 60
+#: methods only an organizer sends: we are the organizer, so they are refused
+ORGANIZER_METHODS = frozenset({"REQUEST", "CANCEL", "ADD", "PUBLISH", "DECLINECOUNTER"})
+ANSWERS = ("ACCEPTED", "TENTATIVE", "DECLINED")
+
+
+# --------------------------------------------------------------------------- links and text
+
+
+def base_url() -> str:
+    return str(current_app.config["SERVER_NAME_FOR_LINKS"]).rstrip("/")
+
+
+def agenda_url(meeting: Meeting) -> str:
+    """The meeting's agenda page (behind sign-in)."""
+    return f"{base_url()}/meetings/{meeting.id}"
+
+
+def rsvp_url(invitation: Invitation) -> str:
+    """The public, signed answer page of one invitation."""
+    return f"{base_url()}/rsvp/{make_rsvp_token(invitation.id)}"
+
+
+def user_feed_url(user: User) -> str:
+    return f"{base_url()}/feeds/{user.feed_token}.ics"
+
+
+def board_feed_url(board: Board) -> str:
+    return f"{base_url()}/feeds/boards/{board.feed_token}.ics"
+
+
+def when_text(meeting: Meeting) -> str:
+    """'Tue 7 Jul 2026, 08:00–09:00 (Europe/London)' in the board's zone."""
+    zone = ZoneInfo(meeting.board.timezone)
+    start, end = meeting.start_at.astimezone(zone), meeting.end_at.astimezone(zone)
+    return f"{start:%a} {start.day} {start:%b %Y, %H:%M}–{end:%H:%M} ({meeting.board.timezone})"
+
+
+def meeting_title(meeting: Meeting) -> str:
+    """The PHI-free SUMMARY: the board name (and the kind of slot)."""
+    name = meeting.board.name
+    return f"{name} (urgent slot)" if meeting.kind == "urgent" else name
+
+
+def meeting_location(meeting: Meeting) -> str:
+    return meeting.location or meeting.board.location or ""
+
+
+def case_count(meeting: Meeting) -> int:
+    """Number of cases actively on the meeting's agenda."""
+    return db.session.scalar(
+        sa.select(sa.func.count()).select_from(Assignment)
+        .where(Assignment.meeting_id == meeting.id, Assignment.active.is_(True))
+    ) or 0
+
+
+def _description(meeting: Meeting, count: int, rsvp: str | None) -> str:
+    cases = "1 case" if count == 1 else f"{count} cases"
+    parts = [f"{cases} on the agenda.", f"Agenda (sign-in required): {agenda_url(meeting)}"]
+    if meeting.board.video_url:
+        parts.append(f"Video: {meeting.board.video_url}")
+    if rsvp:
+        parts.append(f"Answer: {rsvp}")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- who is invited
+
+
+def cases_on_agenda(meeting: Meeting) -> list[Case]:
+    """Cases with an active assignment to `meeting`, in agenda order."""
+    return list(db.session.scalars(
+        sa.select(Case).join(Assignment, Assignment.case_id == Case.id)
+        .where(Assignment.meeting_id == meeting.id, Assignment.active.is_(True))
+        .order_by(Assignment.position, Assignment.id)
+    ))
+
+
+def expected_attendees(meeting: Meeting) -> dict[int, str]:
+    """user id → iCalendar ROLE of everyone who should be invited (see the module docstring)."""
+    board = meeting.board
+    cases = cases_on_agenda(meeting)
+    needed = set(board.specialty_names)
+    for case in cases:
+        needed.update(case.specialty_names)
+    expected: dict[int, str] = {}
+    for member in board.members:
+        user = member.user
+        if user.active and user.specialty in needed:
+            expected[user.id] = "REQ-PARTICIPANT"
+    referrers = {c.referring_oncologist_id for c in cases} - set(expected)
+    if referrers:
+        for user_id in db.session.scalars(
+            sa.select(User.id).where(User.id.in_(referrers), User.active.is_(True))
+        ):
+            expected[user_id] = "OPT-PARTICIPANT"
+    return expected
+
+
+# --------------------------------------------------------------------------- building messages
+
+
+@dataclass
+class _Meeting:
+    """What every message about one meeting shares (computed once per sync)."""
+
+    meeting: Meeting
+    invitations: list[Invitation]
+    count: int
+
+    @property
+    def attendees(self) -> tuple[Attendee, ...]:
+        active = sorted((i for i in self.invitations if i.active), key=lambda i: i.user.email)
+        return tuple(attendee_of(i) for i in active)
+
+
+def attendee_of(invitation: Invitation) -> Attendee:
+    return Attendee(email=invitation.user.email, name=invitation.user.name, role=invitation.role,
+                    partstat=invitation.partstat)
+
+
+def meeting_event(meeting: Meeting, *, attendees: Sequence[Attendee] = (), description: str = "",
+                  dtstamp: datetime | None = None) -> MeetingEvent:
+    """The PHI-free MeetingEvent of `meeting` (organizer MAIL_FROM, named "tumorboard")."""
+    return MeetingEvent(
+        uid=meeting.ical_uid,
+        sequence=meeting.sequence,
+        start=meeting.start_at,
+        end=meeting.end_at,
+        tzid=meeting.board.timezone,
+        summary=meeting_title(meeting),
+        location=meeting_location(meeting),
+        description=description,
+        url=agenda_url(meeting),
+        organizer_email=sender_address(),
+        organizer_name=ORGANIZER_NAME,
+        attendees=tuple(attendees),
+        dtstamp=dtstamp or now_utc(),
+        status="CANCELLED" if meeting.status == "cancelled" else "CONFIRMED",
+    )
+
+
+_SUBJECTS = {
+    "invite": "Invitation",
+    "update": "Updated",
+    "cancel": "Cancelled",
+    "uninvite": "No longer needed",
+    "declinecounter": "New time not possible",
+}
+
+
+def _enqueue_itip(ctx: _Meeting, invitation: Invitation, kind: str,
+                  dedupe_key: str | None = None) -> bool:
+    """Write one iMIP message about ctx.meeting to one attendee; True when written."""
+    meeting = ctx.meeting
+    me = attendee_of(invitation)
+    rsvp = rsvp_url(invitation) if kind in {"invite", "update"} else None
+    event = meeting_event(meeting, attendees=ctx.attendees,
+                          description=_description(meeting, ctx.count, rsvp))
+    if kind in {"invite", "update"}:
+        method, ics = "REQUEST", build_request(event)
+    elif kind == "declinecounter":
+        method, ics = "DECLINECOUNTER", build_declinecounter(event, me)
+    else:  # cancel (whole meeting) or uninvite (this attendee only): CANCEL to this attendee
+        method, ics = "CANCEL", build_cancel(event, [me])
+    subject = f"{_SUBJECTS[kind]}: {meeting_title(meeting)}, {when_text(meeting)}"
+    lines = [subject, "", f"Where: {meeting_location(meeting) or 'see the agenda'}",
+             event.description]
+    if kind == "uninvite":
+        lines.append("You are no longer needed at this meeting: it has been removed from your calendar.")
+    if kind == "declinecounter":
+        lines.append("The meeting stays at the time above.")
+    message = build_imip_message(
+        ics=ics, method=method, subject=subject, text="\n".join(lines) + "\n",
+        sender=formataddr((ORGANIZER_NAME, sender_address())), to=me.email,
+        message_id=new_message_id(),
+    )
+    return enqueue(kind=kind, to=me.email, message=message, dedupe_key=dedupe_key) is not None
+
+
+def _reset_answer(invitation: Invitation) -> None:
+    # RFC 5546 practice: a changed time or place needs a fresh answer.
+    invitation.partstat = "NEEDS-ACTION"
+    invitation.replied_at = None
+    invitation.delegated_to = None
+    invitation.comment = None
+
+
+# --------------------------------------------------------------------------- sync
+
+
+@dataclass
+class SyncResult:
+    """Emails of the attendees each kind of message was written to."""
+
+    meeting_id: int
+    invited: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        return len(self.invited) + len(self.updated) + len(self.removed) + len(self.cancelled)
+
+
+def _invitations(meeting: Meeting) -> dict[int, Invitation]:
+    return {i.user_id: i for i in db.session.scalars(
+        sa.select(Invitation).where(Invitation.meeting_id == meeting.id)
+    )}
+
+
+def sync_meeting_invitations(meeting: Meeting) -> SyncResult:
+    """Bring the invitations of `meeting` in line with who is needed; idempotent.
+
+    New attendee → Invitation + REQUEST; no longer needed → inactive + CANCEL to them only;
+    meeting.sequence above what an attendee last got → update REQUEST (answer reset to
+    NEEDS-ACTION); meeting cancelled → CANCEL to every active attendee, once. Every REQUEST lists
+    all active attendees with their PARTSTAT. Messages go to the outbox; the caller commits.
+    """
+    result = SyncResult(meeting_id=meeting.id)
+    invitations = _invitations(meeting)
+    if meeting.status == "cancelled":
+        targets = [i for i in invitations.values() if i.active and i.last_sequence_sent is not None]
+        if targets:
+            ctx = _Meeting(meeting, list(invitations.values()), case_count(meeting))
+            for inv in targets:
+                key = f"itip-cancel:{meeting.id}:{inv.user_id}:{meeting.sequence}"
+                if _enqueue_itip(ctx, inv, "cancel", dedupe_key=key):
+                    result.cancelled.append(inv.user.email)
+                inv.last_sequence_sent = max(inv.last_sequence_sent or 0, meeting.sequence)
+    elif meeting.status == "scheduled":
+        _sync_scheduled(meeting, invitations, result)
+    if result.sent:
+        record("invitation.sync", "meeting", meeting.id, details={
+            k: v for k, v in asdict(result).items() if k != "meeting_id" and v
+        })
+    db.session.flush()
+    return result
+
+
+def _sync_scheduled(meeting: Meeting, invitations: dict[int, Invitation], result: SyncResult) -> None:
+    expected = expected_attendees(meeting)
+    users = {u.id: u for u in db.session.scalars(
+        sa.select(User).where(User.id.in_(set(expected) - set(invitations)))
+    )} if set(expected) - set(invitations) else {}
+    to_request: list[tuple[Invitation, str]] = []
+    removed: list[Invitation] = []
+    for user_id, role in expected.items():
+        inv = invitations.get(user_id)
+        if inv is None:
+            inv = Invitation(meeting_id=meeting.id, user_id=user_id, user=users[user_id], role=role,
+                             partstat="NEEDS-ACTION", active=True)
+            db.session.add(inv)
+            invitations[user_id] = inv
+            to_request.append((inv, "invite"))
+            continue
+        inv.role = role
+        if not inv.active:
+            inv.active = True
+            _reset_answer(inv)
+            to_request.append((inv, "invite"))
+        elif inv.last_sequence_sent is None:
+            to_request.append((inv, "invite"))
+        elif inv.last_sequence_sent < meeting.sequence:
+            _reset_answer(inv)
+            to_request.append((inv, "update"))
+    for inv in invitations.values():
+        if inv.active and inv.user_id not in expected:
+            inv.active = False
+            if inv.last_sequence_sent is not None:
+                removed.append(inv)
+    if not to_request and not removed:
+        return
+    db.session.flush()
+    ctx = _Meeting(meeting, list(invitations.values()), case_count(meeting))
+    for inv, kind in to_request:
+        _enqueue_itip(ctx, inv, kind)
+        inv.last_sequence_sent = meeting.sequence
+        (result.invited if kind == "invite" else result.updated).append(inv.user.email)
+    for inv in removed:
+        _enqueue_itip(ctx, inv, "uninvite")
+        inv.last_sequence_sent = meeting.sequence
+        result.removed.append(inv.user.email)
+
+
+def sync_upcoming_invitations(now: datetime | None = None) -> int:
+    """Sync every scheduled or cancelled meeting that has not ended; the number of messages written."""
+    now = now or now_utc()
+    meetings = db.session.scalars(
+        sa.select(Meeting)
+        .where(Meeting.status.in_(("scheduled", "cancelled")), Meeting.end_at > now)
+        .order_by(Meeting.start_at, Meeting.id)
+    ).all()
+    return sum(sync_meeting_invitations(m).sent for m in meetings)
+
+
+# --------------------------------------------------------------------------- incoming iTIP
+
+
+@dataclass
+class IngestResult:
+    """What an incoming iTIP message did (attendee emails)."""
+
+    method: str
+    uid: str
+    meeting_id: int
+    updated: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    #: attendees answered through the outbox (DECLINECOUNTER, REQUEST on REFRESH)
+    answered: list[str] = field(default_factory=list)
+    #: attendee lines that are not our invitees (e.g. the delegate of a DELEGATED reply)
+    ignored: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _parse(data: bytes | str) -> ItipMessage:
+    try:
+        return parse_itip(data)
+    except ItipError as exc:
+        raise DomainError(f"Not a usable iTIP message: {exc}", fields={"body": [str(exc)]},
+                          code="itip_invalid") from exc
+
+
+def ingest_itip(data: bytes | str) -> IngestResult:
+    """Apply an incoming iTIP message (raw .ics or raw MIME email); the caller commits.
+
+    REPLY updates the matching invitation (attendee matched by email, case-insensitive) unless
+    it is stale: older DTSTAMP than the stored answer, or a SEQUENCE below the one last sent.
+    COUNTER is audited and answered with DECLINECOUNTER; REFRESH re-sends the current REQUEST.
+    Unknown UID or attendee, an organizer's method, a bad PARTSTAT or malformed data raise
+    DomainError(422) before anything changes.
+    """
+    msg = _parse(data)
+    if msg.method in ORGANIZER_METHODS:
+        raise DomainError(
+            f"A {msg.method} is an organizer's message, and tumorboard organizes its own meetings: "
+            "only REPLY, COUNTER and REFRESH are accepted.",
+            fields={"method": [f"{msg.method} not accepted"]}, code="itip_unsupported_method",
+        )
+    if msg.method not in {"REPLY", "COUNTER", "REFRESH"}:
+        raise DomainError(f"The iTIP method {msg.method} is not supported: only REPLY, COUNTER "
+                          "and REFRESH are accepted.", fields={"method": [f"{msg.method} not supported"]},
+                          code="itip_unsupported_method")
+    meeting = db.session.scalar(sa.select(Meeting).where(Meeting.ical_uid == msg.uid))
+    if meeting is None:
+        raise DomainError(f"No meeting of ours has the UID {msg.uid!r}.", fields={"uid": ["unknown UID"]},
+                          code="itip_unknown_uid")
+    invitations = {i.user.email: i for i in _invitations(meeting).values()}
+    matched = [(r, invitations[r.email]) for r in msg.replies if r.email in invitations]
+    ignored = [r.email for r in msg.replies if r.email not in invitations]
+    if not matched:
+        who = ", ".join(ignored) or "none"
+        raise DomainError(f"The {msg.method} is from someone not invited to this meeting ({who}).",
+                          fields={"attendee": [f"not invited: {who}"]}, code="itip_unknown_attendee")
+    result = IngestResult(method=msg.method, uid=msg.uid, meeting_id=meeting.id, ignored=ignored)
+    if msg.method == "REPLY":
+        _apply_replies(msg, matched, result)
+    elif msg.method == "COUNTER":
+        _decline_counters(meeting, msg, [inv for _, inv in matched], invitations, result)
+    else:
+        _refresh(meeting, [inv for _, inv in matched], invitations, result)
+    db.session.flush()
+    return result
+
+
+def _apply_replies(msg: ItipMessage, matched: list, result: IngestResult) -> None:
+    answers = []
+    for reply, inv in matched:  # validate all first: a refusal changes nothing
+        partstat = "DELEGATED" if reply.delegated_to else reply.partstat
+        if partstat not in PARTSTATS:
+            raise DomainError(f"The REPLY of {reply.email} has PARTSTAT {reply.partstat}, which is not "
+                              f"one of {', '.join(PARTSTATS)}.", fields={"partstat": [reply.partstat]},
+                              code="itip_invalid")
+        answers.append((reply, inv, partstat))
+    stamp = msg.dtstamp or now_utc()
+    for reply, inv, partstat in answers:
+        if (not inv.active or msg.sequence < (inv.last_sequence_sent or 0)
+                or (inv.replied_at is not None and stamp < inv.replied_at)):
+            result.stale.append(reply.email)
+            continue
+        inv.partstat = partstat
+        inv.replied_at = stamp
+        inv.comment = reply.comment
+        inv.delegated_to = reply.delegated_to[0] if reply.delegated_to else None
+        record("invitation.reply", "invitation", inv.id, details={
+            "meeting_id": inv.meeting_id, "attendee": reply.email, "partstat": partstat,
+            "sequence": msg.sequence, "sent_by": reply.sent_by, "via": "itip",
+        })
+        result.updated.append(reply.email)
+
+
+def _decline_counters(meeting: Meeting, msg: ItipMessage, invs: list[Invitation],
+                      invitations: dict[str, Invitation], result: IngestResult) -> None:
+    ctx = _Meeting(meeting, list(invitations.values()), case_count(meeting))
+    proposed = msg.start.isoformat() if msg.start is not None else None
+    for inv in invs:
+        record("itip.counter", "invitation", inv.id, details={
+            "meeting_id": meeting.id, "attendee": inv.user.email, "proposed_start": proposed,
+            "sequence": msg.sequence,
+        })
+        key = None
+        if msg.dtstamp is not None:  # the same COUNTER imported twice is declined once
+            key = f"declinecounter:{meeting.id}:{inv.user_id}:{msg.dtstamp:%Y%m%dT%H%M%SZ}"
+        if _enqueue_itip(ctx, inv, "declinecounter", dedupe_key=key):
+            result.answered.append(inv.user.email)
+
+
+def _refresh(meeting: Meeting, invs: list[Invitation], invitations: dict[str, Invitation],
+             result: IngestResult) -> None:
+    ctx = _Meeting(meeting, list(invitations.values()), case_count(meeting))
+    for inv in invs:
+        if meeting.status == "cancelled" or not inv.active:
+            kind = "cancel" if meeting.status == "cancelled" else "uninvite"
+        else:
+            kind = "update"
+        _enqueue_itip(ctx, inv, kind)
+        inv.last_sequence_sent = meeting.sequence
+        record("itip.refresh", "invitation", inv.id, details={"meeting_id": meeting.id, "sent": kind})
+        result.answered.append(inv.user.email)
+
+
+# --------------------------------------------------------------------------- RSVP
+
+
+def answer_rsvp(invitation: Invitation, partstat: str) -> Invitation:
+    """Record an answer given on the RSVP page (replied_at = now), audited; the caller commits."""
+    if partstat not in ANSWERS:
+        raise DomainError(f"The answer must be one of {', '.join(ANSWERS)}.",
+                          fields={"answer": ["unknown answer"]})
+    if not invitation.active:
+        raise DomainError("You are no longer invited to this meeting.", status=409, code="not_invited")
+    if invitation.meeting.status != "scheduled":
+        raise DomainError(f"This meeting is {invitation.meeting.status}: no answer is needed.",
+                          status=409, code="meeting_not_scheduled")
+    invitation.partstat = partstat
+    invitation.replied_at = now_utc()
+    invitation.delegated_to = None
+    invitation.comment = None
+    record("invitation.reply", "invitation", invitation.id, details={
+        "meeting_id": invitation.meeting_id, "attendee": invitation.user.email,
+        "partstat": partstat, "via": "rsvp",
+    })
+    db.session.flush()
+    return invitation
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+@dataclass(frozen=True)
+class Feed:
+    body: bytes
+    #: the latest change of a meeting in the feed (None when empty)
+    last_modified: datetime | None
+    #: a strong validator of `body` (the hash of everything the body is built from)
+    etag: str
+
+
+#: built feeds by content key, per process (a 1,000-event feed takes ~150 ms to build)
+_FEED_CACHE: OrderedDict[str, bytes] = OrderedDict()
+_FEED_CACHE_SIZE = 128
+_FEED_CACHE_LOCK = threading.Lock()
+
+
+def _feed_key(meetings: Sequence[Meeting], name: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(repr((name, base_url(), sender_address())).encode())
+    for m in meetings:
+        board = m.board
+        digest.update(repr((
+            m.id, m.ical_uid, m.sequence, m.status, m.kind, m.start_at, m.end_at, m.location,
+            m.updated_at, board.name, board.location, board.timezone, board.video_url,
+        )).encode())
+    return digest.hexdigest()
+
+
+def _feed(meetings: Iterable[Meeting], name: str) -> Feed:
+    meetings = list(meetings)
+    key = _feed_key(meetings, name)
+    last = max((m.updated_at for m in meetings), default=None)
+    with _FEED_CACHE_LOCK:
+        body = _FEED_CACHE.get(key)
+        if body is not None:
+            _FEED_CACHE.move_to_end(key)
+    if body is None:
+        events = [
+            meeting_event(m, description=f"Agenda (sign-in required): {agenda_url(m)}",
+                          dtstamp=m.updated_at)
+            for m in meetings
+        ]
+        body = build_feed(events, name)
+        with _FEED_CACHE_LOCK:
+            _FEED_CACHE[key] = body
+            while len(_FEED_CACHE) > _FEED_CACHE_SIZE:
+                _FEED_CACHE.popitem(last=False)
+    return Feed(body, last, key)
+
+
+def _feed_since() -> datetime:
+    return now_utc() - timedelta(days=FEED_PAST_DAYS)
+
+
+def user_feed(user: User) -> Feed:
+    """The personal feed: meetings of the user's active invitations (cancelled ones included)."""
+    meetings = db.session.scalars(
+        sa.select(Meeting).join(Invitation, Invitation.meeting_id == Meeting.id)
+        .where(Invitation.user_id == user.id, Invitation.active.is_(True), Meeting.end_at >= _feed_since())
+        .order_by(Meeting.start_at, Meeting.id)
+    )
+    return _feed(meetings, f"tumorboard: {user.name}")
+
+
+def board_feed(board: Board) -> Feed:
+    """The board's feed: all its meetings (cancelled ones included)."""
+    meetings = db.session.scalars(
+        sa.select(Meeting).where(Meeting.board_id == board.id, Meeting.end_at >= _feed_since())
+        .order_by(Meeting.start_at, Meeting.id)
+    )
+    return _feed(meetings, board.name)
+
+
+def feed_for_user(user: User) -> bytes:
+    """The personal iCalendar feed (bytes)."""
+    return user_feed(user).body
+
+
+def feed_for_board(board: Board) -> bytes:
+    """The board's iCalendar feed (bytes)."""
+    return board_feed(board).body
+
+
+def rotate_user_feed_token(user: User) -> str:
+    """Give the user a new feed URL; the old one stops working at once. Audited."""
+    user.feed_token = new_token()
+    record("feed_token.rotate", "user", user.id)
+    db.session.flush()
+    return user.feed_token
+
+
+def rotate_board_feed_token(board: Board) -> str:
+    """Give the board a new feed URL; the old one stops working at once. Audited."""
+    board.feed_token = new_token()
+    record("feed_token.rotate", "board", board.id)
+    db.session.flush()
+    return board.feed_token
+
+
+def upcoming_invitations(user: User, now: datetime | None = None) -> list[Invitation]:
+    """The user's active invitations to meetings that have not ended, soonest first."""
+    return list(db.session.scalars(
+        sa.select(Invitation).join(Meeting, Invitation.meeting_id == Meeting.id)
+        .where(Invitation.user_id == user.id, Invitation.active.is_(True),
+               Meeting.end_at > (now or now_utc()))
+        .order_by(Meeting.start_at)
+    ))

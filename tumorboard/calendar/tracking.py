@@ -1,0 +1,63 @@
+"""Invitations follow the meetings: a commit that changed a meeting's time, place or status, or
+an agenda, syncs that meeting's invitations (REQUEST / CANCEL to the outbox) in the same
+transaction. One mechanism for every path: coordinator pages, the API, the engine, the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_sqlalchemy.session import Session
+from sqlalchemy import event
+from sqlalchemy.orm import attributes
+
+from tumorboard.boards.models import Meeting
+from tumorboard.cases.models import Assignment
+from tumorboard.db import now_utc
+
+TRACKED_FIELDS = ("start_at", "end_at", "location", "status", "sequence")
+_KEY = "tumorboard.meetings_to_sync"
+_BUSY = "tumorboard.syncing_invitations"
+
+
+def _collect(session: Any, _context: Any, _instances: Any) -> None:
+    pending: set[int] = session.info.setdefault(_KEY, set())
+    for obj in (*session.new, *session.dirty):
+        if isinstance(obj, Assignment) and obj.meeting_id is not None:
+            pending.add(obj.meeting_id)
+        elif isinstance(obj, Meeting) and obj.id is not None and any(
+            attributes.get_history(obj, name).has_changes() for name in TRACKED_FIELDS
+        ):
+            pending.add(obj.id)
+
+
+def _sync(session: Any) -> None:
+    # before_commit also fires when a savepoint is released: act on the real commit only, once
+    if session.in_nested_transaction() or session.info.get(_BUSY):
+        return
+    from tumorboard.calendar.services import sync_meeting_invitations
+
+    session.info[_BUSY] = True
+    try:
+        session.flush()  # collect what the last changes touched
+        pending: set[int] = session.info.pop(_KEY, set())
+        now = now_utc()
+        for meeting_id in sorted(pending):
+            meeting = session.get(Meeting, meeting_id)
+            if meeting is not None and meeting.end_at > now:  # past meetings are history
+                sync_meeting_invitations(meeting)
+        session.info.pop(_KEY, None)  # the sync's own flushes touch no meeting we still owe
+    finally:
+        session.info.pop(_BUSY, None)
+
+
+def _forget(session: Any, *_: Any) -> None:
+    session.info.pop(_KEY, None)
+
+
+def install() -> None:
+    """Listen on every Flask-SQLAlchemy session (idempotent)."""
+    for name, listener in (("before_flush", _collect), ("before_commit", _sync),
+                           ("after_rollback", _forget)):
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)

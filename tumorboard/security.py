@@ -1,0 +1,134 @@
+"""HTTP hardening: response headers, session timeouts (idle and absolute) and the proxy fix.
+
+`init_security(app)` is called by `create_app` before the blueprints are registered, so the
+session check runs before `enforce_permissions`:
+
+* Idle automatic logoff (HIPAA 164.312(a)(2)(iii)): a browser session unused for
+  `IDLE_TIMEOUT_MINUTES` is signed out on its next request, with a flash message, and sent to the
+  sign-in page (an API call with that cookie gets 401). Bearer tokens carry no session: unaffected.
+* Absolute lifetime: a browser session older than `SESSION_ABSOLUTE_HOURS` is signed out the same
+  way, however active it was.
+* Both times live in the signed session cookie (`_signed_in_at`, `_last_seen`, epoch seconds),
+  checked on the server: an old cookie replayed later is refused.
+* Headers on every response: a strict Content-Security-Policy (no inline script or style), no
+  framing, no sniffing, same-origin referrers; `Cache-Control: no-store` on every API answer and
+  every answer to a signed-in user (they may show PHI); static files keep their caching.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, abort, current_app, flash, redirect, request, session, url_for
+from flask_login import current_user, logout_user
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response
+
+from tumorboard.db import now_utc
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), serial=(), bluetooth=(), "
+    "display-capture=()"
+)
+STATIC_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": PERMISSIONS_POLICY,
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+SIGNED_IN_AT = "_signed_in_at"
+LAST_SEEN = "_last_seen"
+
+
+def _now() -> int:
+    return int(now_utc().timestamp())
+
+
+def start_session(*, permanent: bool = False) -> None:
+    """Stamp a fresh sign-in: both clocks start now. Call right after `login_user`.
+
+    `permanent` keeps the cookie across browser restarts, up to the absolute lifetime; idle
+    logoff applies all the same.
+    """
+    now = _now()
+    session[SIGNED_IN_AT] = now
+    session[LAST_SEEN] = now
+    session.permanent = permanent
+
+
+def _session_expired() -> tuple[str, str] | None:
+    """Why the browser session must end now (a code and a message), else None; stamps activity."""
+    if "_user_id" not in session:
+        return None  # anonymous, or a bearer token (no session at all)
+    now = _now()
+    idle_minutes = current_app.config["IDLE_TIMEOUT_MINUTES"]
+    absolute_hours = current_app.config["SESSION_ABSOLUTE_HOURS"]
+    signed_in_at = session.setdefault(SIGNED_IN_AT, now)
+    last_seen = session.get(LAST_SEEN, now)
+    if now - last_seen > idle_minutes * 60:
+        return "idle", f"You were signed out after {idle_minutes} minutes of inactivity."
+    if now - signed_in_at > absolute_hours * 3600:
+        return "lifetime", f"You were signed out: a session lasts at most {absolute_hours} hours."
+    session[LAST_SEEN] = now
+    return None
+
+
+def check_session_timeouts() -> Response | None:
+    """before_request: end an idle or too-old browser session (audited) before anything else."""
+    if request.endpoint == "static":
+        return None
+    expired = _session_expired()
+    if expired is None:
+        return None
+    reason, message = expired
+    from tumorboard.audit.services import record
+    from tumorboard.extensions import db
+
+    user = current_user._get_current_object() if current_user.is_authenticated else None
+    if user is not None:
+        record("logout", "user", user.id, actor=user, details={"reason": reason})
+        db.session.commit()
+    logout_user()
+    permanent = session.permanent
+    session.clear()
+    session.permanent = permanent
+    flash(message, "info")
+    if request.path.startswith("/api/"):
+        abort(401)
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.login", next=target))
+
+
+def set_security_headers(response: Response) -> Response:
+    """after_request: the same protective headers on every answer; no-store where PHI may be."""
+    for name, value in STATIC_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    hsts = current_app.config.get("HSTS_SECONDS") or 0
+    if hsts:
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={hsts}; includeSubDomains")
+    if request.endpoint == "static":
+        return response
+    if request.path.startswith("/api/") or current_user.is_authenticated:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers.pop("Expires", None)
+        response.headers.pop("ETag", None)
+    else:
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def init_security(app: Flask) -> None:
+    """Install the session checks and response headers (call before registering blueprints)."""
+    forwarded = app.config.get("PROXY_FIX_X_FOR") or 0
+    if forwarded:
+        # behind a reverse proxy: take the client address (login throttling, audit) from it
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=forwarded, x_proto=forwarded, x_host=0
+        )
+    app.before_request(check_session_timeouts)
+    app.after_request(set_security_headers)
