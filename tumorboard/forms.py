@@ -10,12 +10,14 @@ from tumorboard.errors import DomainError
 
 
 def show_errors(form: Any, error: DomainError) -> None:
-    """Show a service's field errors on the form (fields it does not have go to the top)."""
+    """Show a service's refusal on a form: each field's messages under that field, and the
+    message (with any messages for fields the form does not have) at the top of the page."""
+    unplaced: list[str] = []
     for name, messages in error.fields.items():
-        field = getattr(form, name, None)
+        messages = [str(m) for m in (messages if isinstance(messages, list | tuple) else [messages])]
+        field = form._fields.get(name)
         if field is None:
-            flash(f"{error.message} ({name}: {'; '.join(map(str, messages))})", "error")
+            unplaced.extend(f"{name}: {m}" for m in messages)
             continue
-        field.errors = list(field.errors) + [str(m) for m in messages]
-    if not error.fields:
-        flash(error.message, "error")
+        field.errors = [*field.errors, *messages]
+    flash(error.message + (f" ({'; '.join(unplaced)})" if unplaced else ""), "error")

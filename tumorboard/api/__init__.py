@@ -6,6 +6,7 @@ in `API_BLUEPRINTS`; `init_api` builds one `Api` per app and registers them all.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from importlib import import_module
 from typing import Any
 
@@ -15,10 +16,15 @@ from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint
 from werkzeug.exceptions import HTTPException
 
+from tumorboard.api.schemas import ErrorSchema
 from tumorboard.errors import handle_http_exception
 from tumorboard.extensions import csrf
 
 API_PREFIX = "/api/v1"
+
+#: error statuses every operation documents (all with the `{"error": …}` body); an operation
+#: documents others (413, 415 …) with `@blp.alt_response(status, HTTPStatus(status).name)`
+STANDARD_ERRORS = (400, 401, 403, 404, 409, 422)
 
 #: "module:attribute" of every API blueprint
 API_BLUEPRINTS = [
@@ -31,10 +37,32 @@ API_BLUEPRINTS = [
 
 
 class Api(SmorestApi):
-    """flask-smorest with the project's single error format."""
+    """flask-smorest with the project's single error format, documented as such: the error
+    responses in the OpenAPI document use `ErrorSchema`, and each operation lists its error
+    statuses (no catch-all "default" response, so the document says which statuses to expect)."""
+
+    ERROR_SCHEMA = ErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return handle_http_exception(error)
+
+
+class ApiBlueprint(Blueprint):
+    """A smorest blueprint whose operations all document `STANDARD_ERRORS`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._prepare_errors_doc)
+
+    @staticmethod
+    def _prepare_errors_doc(doc: dict[str, Any], doc_info: dict[str, Any], **_kw: Any) -> dict[str, Any]:
+        responses = doc.setdefault("responses", {})
+        documented = {str(status) for status in responses}
+        for status in STANDARD_ERRORS:
+            if str(status) not in documented:
+                responses[status] = HTTPStatus(status).name  # a components/responses reference
+        return doc
 
 
 def _csrf_for_cookie_sessions() -> None:
@@ -48,9 +76,9 @@ def _csrf_for_cookie_sessions() -> None:
         csrf.protect()
 
 
-def api_blueprint(name: str, import_name: str, **kwargs: Any) -> Blueprint:
-    """A smorest blueprint for /api/v1 with the API's CSRF rule."""
-    blp = Blueprint(name, import_name, **kwargs)
+def api_blueprint(name: str, import_name: str, **kwargs: Any) -> ApiBlueprint:
+    """A smorest blueprint for /api/v1 with the API's CSRF rule and error responses."""
+    blp = ApiBlueprint(name, import_name, **kwargs)
     blp.before_request(_csrf_for_cookie_sessions)
     csrf.exempt(blp)
     return blp

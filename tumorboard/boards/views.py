@@ -33,6 +33,7 @@ from tumorboard.cases.models import Assignment, Case
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
+from tumorboard.forms import show_errors
 from tumorboard.vocab import label
 
 bp = Blueprint("boards", __name__)
@@ -42,19 +43,6 @@ Page = str | Response | tuple[str, int]
 
 def _fmt(meeting: Meeting, at: datetime | None = None) -> str:
     return services.local_time(meeting, at).strftime("%a %d %b %Y %H:%M %Z")
-
-
-def _apply_errors(form: Any, error: DomainError) -> None:
-    """Show a service's field errors on the form (fields it does not have go to the top)."""
-    for name, messages in error.fields.items():
-        field = getattr(form, name, None)
-        target = list(field.errors) if field is not None else None
-        if target is None:
-            flash(f"{error.message} ({name}: {'; '.join(map(str, messages))})", "error")
-            continue
-        field.errors = target + [str(m) for m in messages]
-    if not error.fields:
-        flash(error.message, "error")
 
 
 # --- boards -----------------------------------------------------------------------------------
@@ -81,7 +69,7 @@ def board_new() -> Page:
             board = services.create_board(form.values())
         except DomainError as error:
             db.session.rollback()
-            _apply_errors(form, error)
+            show_errors(form, error)
         else:
             db.session.commit()
             flash(f"Board {board.name} created.", "info")
@@ -100,7 +88,7 @@ def board(board_id: int) -> Page:
             services.update_board(board, form.values())
         except DomainError as error:
             db.session.rollback()
-            _apply_errors(form, error)
+            show_errors(form, error)
         else:
             db.session.commit()
             flash("Board saved.", "info")
@@ -151,7 +139,7 @@ def urgent_slot(board_id: int) -> Page:
                                                   form.capacity_minutes.data, form.location.data or "")
         except DomainError as error:
             db.session.rollback()
-            _apply_errors(form, error)
+            show_errors(form, error)
         else:
             db.session.commit()
             flash("Urgent slot created.", "info")
@@ -238,7 +226,7 @@ def meeting_edit(meeting_id: int) -> Page:
                                   location=form.location.data or "")
         except DomainError as error:
             db.session.rollback()
-            _apply_errors(form, error)
+            show_errors(form, error)
         else:
             db.session.commit()
             flash("Meeting updated.", "info")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask import current_app, request
@@ -40,6 +41,8 @@ _RAW = {"schema": {"type": "string", "format": "binary"}}
     },
 )
 @blp.response(200, IngestResultSchema)
+@blp.alt_response(413, HTTPStatus(413).name)
+@blp.alt_response(415, HTTPStatus(415).name)
 def itip() -> dict[str, Any]:
     """Apply one iTIP message."""
     content_type = (request.mimetype or "").lower()

@@ -24,6 +24,7 @@ from tumorboard.cases.forms import (
 from tumorboard.cases.models import Case
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
+from tumorboard.forms import show_errors
 
 bp = Blueprint("cases", __name__)
 
@@ -46,19 +47,6 @@ def _user_zone() -> ZoneInfo:
 def _oncologist_choices() -> list[SelectChoice]:
     people = [SelectChoice(str(u.id), u.name) for u in services.oncologists()]
     return [SelectChoice("", "— choose —"), *people]
-
-
-def _show_domain_error(form: FlaskForm, error: DomainError) -> None:
-    """Put a service's field messages on the form's fields; anything else is flashed."""
-    unplaced = []
-    for name, messages in error.fields.items():
-        target = getattr(form, name, None)
-        if target is None or not hasattr(target, "errors"):
-            unplaced.extend(messages)
-            continue
-        target.errors = [*target.errors, *messages] if isinstance(target.errors, list) else list(messages)
-    if unplaced or not error.fields:
-        flash(error.message, "error")
 
 
 @bp.route("/cases")
@@ -87,7 +75,7 @@ def new() -> str | Response:
             case = services.register_case(form.data_for_service(), by=current_user)
         except DomainError as error:
             db.session.rollback()
-            _show_domain_error(form, error)
+            show_errors(form, error)
         else:
             db.session.commit()
             flash(f"Case {case.mrn} registered.", "info")
@@ -134,7 +122,7 @@ def edit(case_id: int) -> str | Response:
             changed = services.update_case(case, form.data_for_service())
         except DomainError as error:
             db.session.rollback()
-            _show_domain_error(form, error)
+            show_errors(form, error)
         else:
             db.session.commit()
             flash("Case updated." if changed else "Nothing changed.", "info")
@@ -153,7 +141,7 @@ def _act(case_id: int, form: FlaskForm, action: Any, form_key: str | None = None
             if form_key is None:
                 flash(error.message, "error")
                 return redirect(url_for("cases.detail", case_id=case_id))
-            _show_domain_error(form, error)
+            show_errors(form, error)
         else:
             db.session.commit()
             flash(message, "info")

@@ -24,8 +24,6 @@ from tumorboard.extensions import db
 
 blp = api_blueprint("api_consensus", __name__, url_prefix="/api/v1", description="consensus")
 
-ERRORS = {"description": "Error: {'error': {'code', 'message', 'fields'}}"}
-
 
 def _get(consensus_id: int) -> Consensus:
     return db.get_or_404(Consensus, consensus_id, description="No such consensus.")
@@ -42,7 +40,6 @@ def _exists(model: type, object_id: int, field: str) -> Any:
 @blp.route("/consensus", methods=["GET"])
 @blp.arguments(ConsensusListArgsSchema, location="query")
 @blp.response(200, ConsensusSchema(many=True))
-@blp.alt_response(422, **ERRORS)
 def consensus_list(args: dict[str, Any]) -> list[Consensus]:
     """The consensus records of a case, oldest meeting first (a PHI read: audited)."""
     items = list(db.session.scalars(services.consensus_query(case_id=args["case_id"])))
@@ -55,8 +52,6 @@ def consensus_list(args: dict[str, Any]) -> list[Consensus]:
 @blp.route("/consensus", methods=["POST"])
 @blp.arguments(ConsensusCreateSchema)
 @blp.response(201, ConsensusSchema)
-@blp.alt_response(409, **ERRORS)
-@blp.alt_response(422, **ERRORS)
 def consensus_create(data: dict[str, Any]) -> Consensus:
     """Start the draft consensus of a case at a meeting."""
     case = _exists(Case, data.pop("case_id"), "case_id")
@@ -68,7 +63,6 @@ def consensus_create(data: dict[str, Any]) -> Consensus:
 
 @blp.route("/consensus/<int:consensus_id>", methods=["GET"])
 @blp.response(200, ConsensusSchema)
-@blp.alt_response(404, **ERRORS)
 def consensus_get(consensus_id: int) -> Consensus:
     """One consensus with its amendments (a PHI read: audited)."""
     consensus = _get(consensus_id)
@@ -80,9 +74,6 @@ def consensus_get(consensus_id: int) -> Consensus:
 @blp.route("/consensus/<int:consensus_id>", methods=["PATCH"])
 @blp.arguments(ConsensusDraftSchema)
 @blp.response(200, ConsensusSchema)
-@blp.alt_response(404, **ERRORS)
-@blp.alt_response(409, **ERRORS)
-@blp.alt_response(422, **ERRORS)
 def consensus_patch(data: dict[str, Any], consensus_id: int) -> Consensus:
     """Change a draft; a signed consensus answers 409 (amend it instead)."""
     consensus = services.update_draft(_get(consensus_id), data, actor=current_user)
@@ -92,9 +83,6 @@ def consensus_patch(data: dict[str, Any], consensus_id: int) -> Consensus:
 
 @blp.route("/consensus/<int:consensus_id>/sign", methods=["POST"])
 @blp.response(200, ConsensusSchema)
-@blp.alt_response(404, **ERRORS)
-@blp.alt_response(409, **ERRORS)
-@blp.alt_response(422, **ERRORS)
 def consensus_sign(consensus_id: int) -> Consensus:
     """Sign a complete draft (oncologists only; the meeting must have started)."""
     consensus = services.sign(_get(consensus_id), actor=current_user)
@@ -105,9 +93,6 @@ def consensus_sign(consensus_id: int) -> Consensus:
 @blp.route("/consensus/<int:consensus_id>/amendments", methods=["POST"])
 @blp.arguments(AmendmentCreateSchema)
 @blp.response(201, AmendmentSchema)
-@blp.alt_response(404, **ERRORS)
-@blp.alt_response(409, **ERRORS)
-@blp.alt_response(422, **ERRORS)
 def consensus_amend(data: dict[str, Any], consensus_id: int) -> ConsensusAmendment:
     """Append an amendment to a signed consensus: a reason and the fields it changes."""
     amendment = services.amend(_get(consensus_id), reason=data["reason"], changes=data["changes"],

@@ -90,13 +90,6 @@ class ContentForm(FlaskForm):
             "followup_due": self.followup_due.data,
         }
 
-    def add_errors(self, fields: dict[str, Any]) -> None:
-        """Show a service's field errors on the matching fields."""
-        for name, messages in fields.items():
-            target = self._fields.get(name)
-            if target is None:
-                continue
-            target.errors = [*target.errors, *(messages if isinstance(messages, list) else [messages])]
 
 
 class ConsensusForm(ContentForm):

@@ -19,6 +19,7 @@ from tumorboard.consensus.models import Consensus, ConsensusFollowup
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
+from tumorboard.forms import show_errors
 
 bp = Blueprint("consensus", __name__)
 
@@ -111,8 +112,7 @@ def edit(case_id: int, meeting_id: int) -> tuple[str, int] | Response:
                 if error.status != 422:
                     raise
                 db.session.rollback()
-                form.add_errors(error.fields)
-                flash(error.message, "error")
+                show_errors(form, error)
             else:
                 db.session.commit()
                 flash("Draft saved.", "info")
@@ -142,8 +142,7 @@ def sign(consensus_id: int) -> tuple[str, int] | Response:
         db.session.rollback()
         consensus = db.get_or_404(Consensus, consensus_id)
         form = _draft_form(consensus.case, consensus.meeting, consensus, from_request=False)
-        form.add_errors(error.fields)
-        flash(error.message, "error")
+        show_errors(form, error)
         return _render("consensus/edit.html", 422, case=consensus.case, meeting=consensus.meeting,
                        consensus=consensus, form=form, can_write=True)
     db.session.commit()
@@ -165,9 +164,7 @@ def amend(consensus_id: int) -> tuple[str, int] | Response:
                 raise
             db.session.rollback()
             consensus = db.get_or_404(Consensus, consensus_id)
-            form.add_errors(error.fields)
-            if "changes" in error.fields:
-                flash("The amendment changes nothing.", "error")
+            show_errors(form, error)
         else:
             db.session.commit()
             flash("Amendment added.", "info")
