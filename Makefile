@@ -16,12 +16,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
-# The web server and the scheduler process side by side; Ctrl-C stops both.
+# The web server, the scheduler process and a local SMTP sink side by side (the sink keeps every
+# mail — invites, cancellations, alerts — as a file under instance/maildir); Ctrl-C stops all three.
 run: venv
 	$(BIN)/flask db upgrade
 	$(BIN)/flask tumorboard seed-demo
-	@echo "tumorboard on http://127.0.0.1:5000 with the scheduler (Ctrl-C stops both)"
+	@echo "tumorboard on http://127.0.0.1:5000 with the scheduler; mail lands in instance/maildir/new"
+	mkdir -p instance/maildir/tmp instance/maildir/new instance/maildir/cur
 	trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/python -m aiosmtpd -n -l 127.0.0.1:8025 -c aiosmtpd.handlers.Mailbox instance/maildir & \
 	$(BIN)/flask tumorboard scheduler & \
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 

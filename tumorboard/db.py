@@ -19,6 +19,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+#: the largest INTEGER (PostgreSQL int4): every id and integer column fits, so input beyond it is refused
+#: (a 404 in a URL, a validation error in a body) rather than reaching the database
+MAX_INT = 2**31 - 1
+
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
@@ -77,5 +81,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 @event.listens_for(Engine, "begin")
 def _sqlite_on_begin(conn: sa.Connection) -> None:
+    # IMMEDIATE: take SQLite's single write lock up front (waiting up to busy_timeout) instead of
+    # failing with "database is locked" when a reading transaction later tries to write while the
+    # other process (web or scheduler) has written; most of our transactions write (audit rows).
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -45,5 +45,6 @@ def build_scheduler(app: Flask, scheduler_class: type[BaseScheduler] = BlockingS
 def run_scheduler(app: Flask) -> None:
     """Start the scheduler in this process, niced so the solver yields to the web workers."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # our jobs log what they did
     os.nice(app.config.get("SCHEDULER_NICE", 10))
     build_scheduler(app).start()

@@ -25,6 +25,8 @@ def run_job(app: Flask, name: str, work: Callable[[], Any]) -> Any:
                     return None
                 result = work()
                 db.session.commit()
+                if result:
+                    log.info("job %s: %s", name, result)
                 return result
         except Exception:
             db.session.rollback()
@@ -56,7 +58,7 @@ def deliver_outbox() -> int:
     """Send due outbox mail (each message commits on its own; rows are locked while sent)."""
     from tumorboard.notifications.services import deliver_due
 
-    return len(deliver_due().sent)
+    return len(deliver_due(batch=500).sent)  # a backlog (e.g. after an outage) drains in one run
 
 
 def sync_invitations() -> int:
