@@ -263,3 +263,20 @@ def test_changing_the_schedule_cancels_meetings_that_no_longer_fit(app) -> None:
     assert {m.location for m in scheduled} == {"Room 5"}
     update_board(board, {"active": False}, now=now)
     assert all(m.status == "cancelled" for m in meetings_of(board))
+
+
+def test_coordinator_replaces_a_board_feed_address(app, client) -> None:
+    from tests.helpers import login, post_form
+
+    board = make_board()
+    old = board.feed_token
+    login(client, make_user("coordinator").email)
+    page = client.get(f"/boards/{board.id}").get_data(as_text=True)
+    assert f"/feeds/boards/{old}.ics" in page
+    assert client.get(f"/feeds/boards/{old}.ics").status_code == 200
+    response = post_form(client, f"/boards/{board.id}/feed-token", {}, form_url=f"/boards/{board.id}")
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert board.feed_token != old
+    assert client.get(f"/feeds/boards/{old}.ics").status_code == 404
+    assert client.get(f"/feeds/boards/{board.feed_token}.ics").status_code == 200

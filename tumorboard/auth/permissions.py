@@ -89,6 +89,7 @@ PERMISSIONS: dict[str, Allow] = {
     "boards.board": allow(COORDINATOR),
     "boards.board_remove": allow(COORDINATOR),
     "boards.board_materialise": allow(COORDINATOR),
+    "boards.board_feed_rotate": allow(COORDINATOR),
     "boards.urgent_slot": allow(COORDINATOR),
     "boards.meetings": allow(CLINICAL, COORDINATOR),
     "boards.meeting": allow(CLINICAL, COORDINATOR),

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
+from tumorboard.api.schemas import Id
+from tumorboard.db import MAX_INT
 from tumorboard.vocab import ASSIGNMENT_SOURCES, MEETING_KINDS, MEETING_STATUSES, SITES, SPECIALTIES
 
 _MINUTES = validate.Range(min=0, max=24 * 60)
@@ -61,7 +63,7 @@ def _board_fields(required: bool) -> dict[str, fields.Field]:
         "capacity_minutes": fields.Int(strict=True, validate=_MINUTES, **req),
         "default_case_minutes": fields.Int(strict=True, validate=_POSITIVE_MINUTES),
         "specialties": fields.List(fields.Str(validate=validate.OneOf(SPECIALTIES))),
-        "member_ids": fields.List(fields.Int(strict=True)),
+        "member_ids": fields.List(Id(strict=True)),
         "active": fields.Bool(),
     }
 
@@ -117,7 +119,7 @@ class MeetingSchema(Schema):
 
 
 class MeetingQuerySchema(Schema):
-    board_id = fields.Int()
+    board_id = Id()
     from_ = fields.AwareDateTime(data_key="from")
     to = fields.AwareDateTime()
     status = fields.Str(validate=validate.OneOf(MEETING_STATUSES))
@@ -146,7 +148,7 @@ class MeetingPatchSchema(Schema):
 
 
 class UrgentSlotSchema(Schema):
-    board_id = fields.Int(strict=True, required=True)
+    board_id = Id(strict=True, required=True)
     start = fields.AwareDateTime(required=True)
     duration_minutes = fields.Int(strict=True, validate=_POSITIVE_MINUTES)
     capacity_minutes = fields.Int(strict=True, validate=_MINUTES)
@@ -175,22 +177,22 @@ class AssignmentSchema(Schema):
 
 
 class AssignmentQuerySchema(Schema):
-    meeting_id = fields.Int()
-    case_id = fields.Int()
+    meeting_id = Id()
+    case_id = Id()
     include_inactive = fields.Bool(load_default=False)
 
 
 class AssignmentCreateSchema(Schema):
-    case_id = fields.Int(strict=True, required=True)
-    meeting_id = fields.Int(strict=True, required=True)
+    case_id = Id(strict=True, required=True)
+    meeting_id = Id(strict=True, required=True)
     pinned = fields.Bool(load_default=False)
     minutes = fields.Int(strict=True, validate=_POSITIVE_MINUTES)
 
 
 class AssignmentPatchSchema(Schema):
-    meeting_id = fields.Int(strict=True)
+    meeting_id = Id(strict=True)
     pinned = fields.Bool()
-    position = fields.Int(strict=True, validate=validate.Range(min=1))
+    position = fields.Int(strict=True, validate=validate.Range(min=1, max=MAX_INT))
 
     @validates_schema
     def _something(self, data: dict[str, Any], **_kw: Any) -> None:

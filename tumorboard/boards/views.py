@@ -28,6 +28,7 @@ from tumorboard.boards.forms import (
 )
 from tumorboard.boards.models import Board, BoardSite, Meeting
 from tumorboard.calendar.quorum import meeting_quorum
+from tumorboard.calendar.services import board_feed_url, rotate_board_feed_token
 from tumorboard.cases import assignments as agenda_service
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.db import now_utc
@@ -97,7 +98,19 @@ def board(board_id: int) -> Page:
         services.meetings_query(board_id=board.id, start=now_utc() - timedelta(hours=12)).limit(20)).all()
     status = 422 if form.is_submitted() else 200
     return render_template("boards/board_form.html", form=form, board=board, meetings=upcoming,
-                           action=ActionForm(), fmt=_fmt), status
+                           action=ActionForm(), fmt=_fmt, feed_url=board_feed_url(board)), status
+
+
+@bp.route("/boards/<int:board_id>/feed-token", methods=["POST"])
+def board_feed_rotate(board_id: int) -> Response:
+    """Replace the board's feed address: the old one stops working at once."""
+    board = db.get_or_404(Board, board_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    rotate_board_feed_token(board)
+    db.session.commit()
+    flash("The board's calendar feed has a new address; the old one no longer works.", "info")
+    return redirect(url_for("boards.board", board_id=board.id))
 
 
 @bp.route("/boards/<int:board_id>/remove", methods=["POST"])
