@@ -59,17 +59,28 @@ def seed_demo(seed: int = 2026, cases: int = 100) -> bool:
     db.session.flush()
     _history(rng, people, oncologists)
     db.session.flush()
-    _schedule()
+    _schedule(rng)
     return True
 
 
-def _schedule() -> None:
-    """Materialise the boards' meetings and let the engine place the ready cases."""
+def _schedule(rng: random.Random) -> None:
+    """Materialise the boards' meetings, let the engine place the ready cases, invite the
+    specialists and record a realistic spread of answers (most accept)."""
     from tumorboard.boards.services import materialise_meetings
+    from tumorboard.calendar.models import Invitation
+    from tumorboard.calendar.services import sync_upcoming_invitations
     from tumorboard.planning.services import run_pass
 
     materialise_meetings()
     run_pass()
+    sync_upcoming_invitations()
+    answers = ["ACCEPTED"] * 15 + ["DECLINED"] * 2 + ["TENTATIVE", "NEEDS-ACTION", "NEEDS-ACTION"]
+    pending = db.session.scalars(sa.select(Invitation).where(Invitation.replied_at.is_(None))
+                                 .order_by(Invitation.id))
+    for invitation in pending:
+        invitation.partstat = rng.choice(answers)
+        if invitation.partstat != "NEEDS-ACTION":
+            invitation.replied_at = now_utc()
 
 
 def _users() -> list[User]:
