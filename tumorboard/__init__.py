@@ -6,9 +6,33 @@ import os
 from importlib import import_module
 from typing import Any
 
-from flask import Flask
+from flask import Flask, abort
+from werkzeug.routing import IntegerConverter, Map
 
 from config import CONFIGS
+from tumorboard.db import MAX_INT
+
+
+class IdConverter(IntegerConverter):
+    """`<int:…>` in every route is a row id: 1 … MAX_INT (so documented in the OpenAPI document).
+
+    The range is enforced by `ids_in_range` after routing, not here: Werkzeug converts values
+    only after picking a rule by method, so a refused value could answer 405 (another method's
+    rule matched the path) where 404 is right.
+    """
+
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = 1,
+                 max: int | None = MAX_INT, signed: bool = False) -> None:
+        super().__init__(map, fixed_digits, min, max, signed)
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+
+def ids_in_range(_endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """No row has an id outside 1 … MAX_INT: 404, before the number reaches the database (a 500)."""
+    if values and any(isinstance(v, int) and not 1 <= v <= MAX_INT for v in values.values()):
+        abort(404)
 
 
 def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
@@ -22,6 +46,8 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
         instance_path=os.path.join(os.path.dirname(os.path.dirname(__file__)), "instance"),
     )
     app.jinja_env.add_extension("jinja2.ext.do")
+    app.url_map.converters["int"] = IdConverter  # before any route is registered
+    app.url_value_preprocessor(ids_in_range)
     app.config.from_object(CONFIGS[name]())
     app.config.update(overrides)
     os.makedirs(app.instance_path, exist_ok=True)
@@ -35,6 +61,7 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
 def register_extensions(app: Flask) -> None:
     from tumorboard import models  # noqa: F401  (every model registered before migrations)
     from tumorboard.api import init_api
+    from tumorboard.audit.services import install as install_audit_sealing
     from tumorboard.auth.services import init_login
     from tumorboard.calendar.tracking import install as install_invitation_tracking
     from tumorboard.extensions import csrf, db, migrate
@@ -48,6 +75,7 @@ def register_extensions(app: Flask) -> None:
     init_security(app)  # session timeouts run before enforce_permissions
     connect_signals()
     install_invitation_tracking()
+    install_audit_sealing()  # after invitation tracking: it seals what the sync records
     init_api(app)
 
 

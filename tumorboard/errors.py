@@ -65,7 +65,12 @@ def _fields(error: HTTPException) -> dict[str, Any]:
     return fields
 
 
-def handle_http_exception(error: HTTPException) -> Response | tuple[str, int]:
+def _protocol_headers(error: HTTPException) -> list[tuple[str, str]]:
+    """What the exception adds for HTTP's sake (Allow on a 405, WWW-Authenticate …), not its body type."""
+    return [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+
+
+def handle_http_exception(error: HTTPException) -> Response | tuple[str, int, list[tuple[str, str]]]:
     db.session.rollback()  # nothing half-done survives an error
     status = error.code or 500
     if wants_json():
@@ -73,13 +78,15 @@ def handle_http_exception(error: HTTPException) -> Response | tuple[str, int]:
         message = error.description or ""
         if fields and status == 422:
             message = "The request has invalid fields: " + ", ".join(sorted(fields))
-        return json_error(status, message, fields)
+        response = json_error(status, message, fields)
+        response.headers.extend(_protocol_headers(error))
+        return response
     if status == 401:
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-    return render_template("errors/error.html", error=error, status=status), status
+    return render_template("errors/error.html", error=error, status=status), status, _protocol_headers(error)
 
 
-def handle_csrf_error(error: CSRFError) -> Response | tuple[str, int]:
+def handle_csrf_error(error: CSRFError) -> Response | tuple[str, int, list[tuple[str, str]]]:
     error.description = "The form expired or was not sent from this site: reload and try again."
     return handle_http_exception(error)
 
@@ -92,7 +99,7 @@ def handle_domain_error(error: DomainError) -> Response | tuple[str, int]:
                            title="Not possible"), error.status
 
 
-def handle_unexpected(error: Exception) -> Response | tuple[str, int]:
+def handle_unexpected(error: Exception) -> Response | tuple[str, int, list[tuple[str, str]]]:
     from flask import current_app
 
     current_app.logger.exception("unhandled error", exc_info=error)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 01:47:26.938012
+Create Date: 2026-11-28 02:23:41.393170
 
 """
 from alembic import op
@@ -31,10 +31,12 @@ def upgrade():
     sa.Column('object_id', sa.String(length=40), nullable=True),
     sa.Column('ip', sa.String(length=45), nullable=True),
     sa.Column('details', sa.JSON(), nullable=False),
-    sa.Column('prev_hash', sa.String(length=64), nullable=False),
-    sa.Column('hash', sa.String(length=64), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=True),
+    sa.Column('prev_hash', sa.String(length=64), nullable=True),
+    sa.Column('hash', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events')),
-    sa.UniqueConstraint('hash', name=op.f('uq_audit_events_hash'))
+    sa.UniqueConstraint('hash', name=op.f('uq_audit_events_hash')),
+    sa.UniqueConstraint('seq', name=op.f('uq_audit_events_seq'))
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_events_action'), ['action'], unique=False)

@@ -14,6 +14,9 @@ from flask import Flask, request
 from flask_login import current_user
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationMetadataSchema
+from marshmallow import Schema, ValidationError
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from tumorboard.api.schemas import ErrorSchema
@@ -47,9 +50,46 @@ class Api(SmorestApi):
     def handle_http_exception(self, error: HTTPException) -> Any:
         return handle_http_exception(error)
 
+    def _register_pagination_header(self) -> None:
+        # X-Pagination carries JSON text: OpenAPI says so with `content`, not with a `schema`
+        # (which means the "simple" style, `total,3,page,1`), as flask-smorest documents it
+        self.spec.components.header("PAGINATION", {
+            "description": "Pagination metadata (JSON)",
+            "content": {"application/json": {"schema": PaginationMetadataSchema}},
+        }, lazy=True)
+
+
+def _with_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_with_nul(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_with_nul(v) for v in value)
+    return False
+
+
+class ApiParser(FlaskParser):
+    """webargs' parser, refusing text with NUL characters (which PostgreSQL cannot store) as a
+    validation error on the field, before any schema or service sees it."""
+
+    def pre_load(self, location_data: Any, *, schema: Schema, req: Any, location: str) -> Any:
+        if hasattr(location_data, "getlist"):  # query string, form: every value of every key
+            bad = [k for k in location_data if _with_nul(location_data.getlist(k))]
+        elif isinstance(location_data, dict):
+            bad = [k for k, v in location_data.items() if _with_nul(v)]
+        else:
+            bad = ["_schema"] if _with_nul(location_data) else []
+        if bad:
+            raise ValidationError({str(k): ["Text must not contain NUL characters."] for k in bad})
+        return location_data
+
 
 class ApiBlueprint(Blueprint):
-    """A smorest blueprint whose operations all document `STANDARD_ERRORS`."""
+    """A smorest blueprint whose operations all document `STANDARD_ERRORS` and whose arguments
+    are parsed by `ApiParser`."""
+
+    ARGUMENTS_PARSER = ApiParser()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -1,8 +1,23 @@
-"""Schemas shared by every API operation: the one error body."""
+"""Schemas and fields shared by every API feature: row ids, the one error body."""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from tumorboard.db import MAX_INT
+
+
+class Id(fields.Integer):
+    """A row id in a body or query: 1 … MAX_INT (documented as such), so no number the database
+    cannot hold gets past validation; whether the row exists is the view's or service's check."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        extra = kwargs.pop("validate", None)
+        extra = [] if extra is None else [extra] if callable(extra) else list(extra)
+        super().__init__(validate=[validate.Range(min=1, max=MAX_INT), *extra], **kwargs)
+
 
 
 class ErrorDetailSchema(Schema):

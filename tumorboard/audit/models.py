@@ -27,6 +27,8 @@ class AuditEvent(db.Model):
     object_id: Mapped[str | None] = mapped_column(sa.String(40))
     ip: Mapped[str | None] = mapped_column(sa.String(45))
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
-    #: hash of the previous row and of this row's canonical JSON (sha256 hex)
-    prev_hash: Mapped[str] = mapped_column(sa.String(64))
-    hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    #: position in the chain, the hash of the row before it and this row's own hash (sha256 hex
+    #: of its canonical JSON); all three are set when the writing transaction commits ("sealed")
+    seq: Mapped[int | None] = mapped_column(unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)

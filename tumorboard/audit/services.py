@@ -1,8 +1,12 @@
 """Write, verify and search the hash-chained audit trail.
 
-Each row's `hash` is the SHA-256 of its canonical JSON (every field but `id` and `hash`, keys
-sorted, compact, ASCII), which includes `prev_hash`, the hash of the row before it in id order.
-Editing a row breaks its own hash; deleting or inserting a row breaks the next row's link.
+`record()` inserts an event in the caller's transaction; just before that transaction commits,
+`seal()` gives each of its new events the next position (`seq`) in the chain, the hash of the
+row before it (`prev_hash`) and its own `hash`: the SHA-256 of its canonical JSON (every field
+but `id` and `hash`, keys sorted, compact, ASCII, `seq` and `prev_hash` included). Only sealing
+takes the chain's lock, for the few milliseconds before commit, so writers do not queue behind
+each other's whole requests. Editing a row breaks its own hash; deleting or inserting a row
+breaks the next row's link; a row inserted behind the service's back has no place in the chain.
 `at` is hashed as its UTC ISO 8601 form with microseconds as stored: both PostgreSQL
 (`timestamptz`) and SQLite keep microseconds, so a row read back hashes the same.
 """
@@ -42,6 +46,7 @@ def canonical(event: Any) -> bytes:
         "object_id": event.object_id,
         "ip": event.ip,
         "details": event.details or {},
+        "seq": event.seq,
         "prev_hash": event.prev_hash,
     }
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
@@ -57,8 +62,11 @@ def _plain_json(details: dict[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(details or {}, default=str))
 
 
+_PENDING = "tumorboard.audit_pending"
+
+
 def _lock_chain() -> None:
-    # Writers append one at a time; SQLite has a single writer already.
+    # One sealer at a time; SQLite has a single writer already (BEGIN IMMEDIATE).
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('audit_chain'))"))
 
@@ -71,11 +79,10 @@ def record(
     details: dict[str, Any] | None = None,
     actor: Any = None,
 ) -> AuditEvent:
-    """Append an audit event in the current transaction (the caller commits with its change)."""
+    """Append an audit event in the current transaction (the caller commits with its change);
+    it is sealed into the chain when that transaction commits."""
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user
-    _lock_chain()
-    prev = db.session.scalar(sa.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
     event = AuditEvent(
         at=now_utc(),
         actor_id=getattr(actor, "id", None),
@@ -85,12 +92,46 @@ def record(
         object_id=None if object_id is None else str(object_id),
         ip=request.remote_addr if has_request_context() else None,
         details=_plain_json(details),
-        prev_hash=prev or GENESIS,
     )
-    event.hash = _hash(event)
     db.session.add(event)
     db.session.flush()
+    db.session.info.setdefault(_PENDING, []).append(event)
     return event
+
+
+def seal(session: Any) -> None:
+    """Chain the events this transaction recorded: run just before it commits, under the lock."""
+    if session.in_nested_transaction():
+        return  # a savepoint is being released; the real commit comes later
+    pending = [e for e in session.info.pop(_PENDING, []) if sa.inspect(e).persistent]
+    if not pending:
+        return
+    _lock_chain()
+    head = session.execute(
+        sa.select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.is_not(None))
+        .order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
+    for event in sorted(pending, key=lambda e: e.id):
+        seq += 1
+        event.seq, event.prev_hash = seq, prev
+        event.hash = prev = _hash(event)
+    session.flush()
+
+
+def _forget_pending(session: Any) -> None:
+    if not session.in_transaction():
+        session.info.pop(_PENDING, None)
+
+
+def install() -> None:
+    """Seal audit events at every commit (idempotent). Install it after every other
+    before_commit listener that records events (e.g. invitation tracking)."""
+    from flask_sqlalchemy.session import Session
+
+    for name, listener in (("before_commit", seal), ("after_rollback", _forget_pending)):
+        if not sa.event.contains(Session, name, listener):
+            sa.event.listen(Session, name, listener)
 
 
 # --- verification ---------------------------------------------------------------------------
@@ -101,17 +142,26 @@ class Tampering:
 
     id: int
     action: str
-    kind: Literal["edited", "link_broken"]
+    kind: Literal["unsealed", "edited", "link_broken"]
     message: str
 
 
 def find_tampering(batch: int = 1000) -> Tampering | None:
-    """Walk the whole chain in id order, `batch` rows per query; the first bad row, else None.
+    """Walk the whole chain in order, `batch` rows per query; the first bad row, else None.
 
+    * unsealed: a committed row with no place in the chain (inserted behind the service's back);
     * edited: the row's content no longer matches its own hash;
     * link_broken: its `prev_hash` is not the previous row's hash: a row before it was deleted
       or inserted (or the previous row was edited and its hash recomputed).
     """
+    stray = db.session.execute(
+        sa.select(AuditEvent.id, AuditEvent.action).where(AuditEvent.seq.is_(None))
+        .order_by(AuditEvent.id).limit(1)
+    ).first()
+    if stray is not None:
+        return Tampering(stray.id, stray.action, "unsealed",
+                         f"row {stray.id} ({stray.action}) is not in the chain: it was inserted "
+                         "outside the audit service")
     prev_hash, prev_id = GENESIS, None
     for row in iter_rows(batch):
         if row.hash != _hash(row):
@@ -135,22 +185,22 @@ def verify_chain(batch: int = 1000) -> AuditEvent | None:
 def chain_head() -> tuple[int, str]:
     """(number of rows, hash of the last row): write it down elsewhere to anchor the chain."""
     count = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)) or 0
-    last = db.session.scalar(sa.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))
+    last = db.session.scalar(sa.select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
     return count, last or GENESIS
 
 
 def iter_rows(batch: int = 1000) -> Iterator[sa.Row[Any]]:
-    """Every audit row in id order as plain rows (no ORM identity map), by keyset pages."""
+    """Every sealed audit row in chain order as plain rows (no ORM identity map), by keyset pages."""
     table = AuditEvent.__table__
-    last_id = 0
+    last = 0
     while True:
         rows = db.session.execute(
-            sa.select(table).where(table.c.id > last_id).order_by(table.c.id).limit(batch)
+            sa.select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch)
         ).all()
         if not rows:
             return
         yield from rows
-        last_id = rows[-1].id
+        last = rows[-1].seq
 
 
 # --- reading the trail (admin page) ---------------------------------------------------------

@@ -38,8 +38,10 @@ blp = api_blueprint("api_boards", __name__, url_prefix="/api/v1",
 
 
 def _page(query: sa.Select[Any], pagination: PaginationParameters) -> list[Any]:
-    pagination.item_count = db.session.scalar(
-        sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+    count = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
+    pagination.item_count = count
+    if pagination.first_item >= count:
+        return []  # past the last page (whatever `page` says: no OFFSET beyond what the database holds)
     return list(db.session.scalars(query.offset(pagination.first_item).limit(pagination.page_size)))
 
 

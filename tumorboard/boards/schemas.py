@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,6 +14,12 @@ from tumorboard.db import MAX_INT
 from tumorboard.vocab import ASSIGNMENT_SOURCES, MEETING_KINDS, MEETING_STATUSES, SITES, SPECIALTIES
 
 _MINUTES = validate.Range(min=0, max=24 * 60)
+
+
+def _local_time(value: time) -> None:
+    if value.tzinfo is not None:
+        raise ValidationError("A local time of day in the board's time zone, without an offset.")
+
 _POSITIVE_MINUTES = validate.Range(min=1, max=24 * 60)
 
 
@@ -56,7 +63,8 @@ def _board_fields(required: bool) -> dict[str, fields.Field]:
         "rrule": fields.Str(validate=validate.Length(min=1, max=500), **req),
         "timezone": fields.Str(validate=validate.Length(min=1, max=64), **req),
         "first_date": fields.Date(**req),
-        "start_time": fields.Time(**req),
+        "start_time": fields.Time(validate=_local_time, metadata={
+            "description": "HH:MM[:SS] in the board's time zone (no offset)", "example": "08:00"}, **req),
         "duration_minutes": fields.Int(strict=True, validate=_POSITIVE_MINUTES, **req),
         "location": fields.Str(validate=validate.Length(max=300)),
         "video_url": fields.Str(validate=validate.Length(max=500)),

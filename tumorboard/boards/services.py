@@ -158,7 +158,10 @@ def board_values(board: Board) -> dict[str, Any]:
 
 
 def _check_name_free(name: str, board_id: int | None = None) -> None:
-    query = sa.select(Board.id).where(sa.func.lower(Board.name) == name.strip().lower())
+    # the exact name too: SQLite's lower() folds ASCII only ("É" stays "É"), and an exact duplicate
+    # must be refused here, not by the unique constraint at flush (a 500)
+    name = name.strip()
+    query = sa.select(Board.id).where(sa.or_(Board.name == name, sa.func.lower(Board.name) == name.lower()))
     if board_id is not None:
         query = query.where(Board.id != board_id)
     if db.session.scalar(query) is not None:
@@ -201,7 +204,7 @@ def update_board(board: Board, changes: dict[str, Any], *, now: datetime | None 
     errors = validate_board_values(values)
     if errors:
         raise DomainError("The board has invalid fields: " + ", ".join(sorted(errors)), fields=errors)
-    if values["name"].strip().lower() != board.name.lower():
+    if values["name"].strip() != board.name:
         _check_name_free(values["name"], board.id)
     members = _check_members(values["member_ids"])
     for key in BOARD_FIELDS:

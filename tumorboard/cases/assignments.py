@@ -65,6 +65,16 @@ def serves_site(meeting: Meeting, site: str) -> bool:
         BoardSite.board_id == meeting.board_id, BoardSite.site == site)) is not None
 
 
+def lock_case(case_id: int) -> None:
+    """Every agenda change starts here: lock the case's row (PostgreSQL) and re-read it and its
+    assignments. Two writers of one case (two coordinators, a coordinator and the engine) take
+    turns, and the second sees what the first committed instead of its own stale copy (which
+    would insert a second active assignment: IntegrityError, or overwrite a pin)."""
+    fresh = {"populate_existing": True}
+    db.session.execute(sa.select(Case).where(Case.id == case_id).with_for_update().execution_options(**fresh))
+    db.session.execute(sa.select(Assignment).where(Assignment.case_id == case_id).execution_options(**fresh))
+
+
 def _renumber(meeting_id: int) -> None:
     rows = db.session.scalars(
         sa.select(Assignment).where(Assignment.meeting_id == meeting_id, Assignment.active.is_(True))
@@ -95,6 +105,7 @@ def assign(case: Case, meeting: Meeting, *, source: Source, pinned: bool = False
     """
     if source not in ASSIGNMENT_SOURCES:
         raise ValueError(f"unknown source {source!r}")
+    lock_case(case.id)
     now = now or now_utc()
     _check_open(meeting, source=source, now=now)
     if not serves_site(meeting, case.site):
@@ -163,6 +174,7 @@ def unassign(assignment: Assignment, *, source: Source = "coordinator",
              now: datetime | None = None) -> Case:
     """Take a case off its meeting: the assignment ends, the case goes back to ready and
     `case_needs_scheduling` is sent. Returns the case."""
+    lock_case(assignment.case_id)
     meeting = _check_active(assignment)
     _check_open(meeting, source=source, now=now or now_utc(), field="assignment_id")
     case = assignment.case
@@ -180,6 +192,7 @@ def move(assignment: Assignment, meeting: Meeting, *, source: Source = "coordina
          pinned: bool | None = None, now: datetime | None = None) -> Assignment:
     """Move an assigned case to another meeting (end of its agenda), keeping its minutes and, unless
     `pinned` is given, its pin. Same refusals as `assign`; the old meeting must still be open."""
+    lock_case(assignment.case_id)
     old = _check_active(assignment)
     now = now or now_utc()
     _check_open(old, source=source, now=now, field="assignment_id")
@@ -208,6 +221,7 @@ def reorder(meeting: Meeting, assignment: Assignment, direction: Direction) -> N
 
 def set_position(assignment: Assignment, position: int) -> None:
     """Put an assigned case at `position` (1 = first) of its meeting's agenda."""
+    lock_case(assignment.case_id)
     meeting = _check_active(assignment)
     if meeting.status != "scheduled":
         raise _conflict(f"The meeting is {meeting.status}: its agenda cannot change.", "position")
@@ -225,6 +239,7 @@ def set_position(assignment: Assignment, position: int) -> None:
 
 def set_pinned(assignment: Assignment, pinned: bool) -> Assignment:
     """Pin (the engine never moves it) or unpin an assigned case."""
+    lock_case(assignment.case_id)
     meeting = _check_active(assignment)
     if meeting.status != "scheduled":
         raise _conflict(f"The meeting is {meeting.status}: its agenda cannot change.", "pinned")

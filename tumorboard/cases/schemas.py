@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from tumorboard.api.schemas import Id
 from tumorboard.cases.services import MAX_MINUTES, MAX_PER_PAGE, RISKS, STATUS_FILTERS
+from tumorboard.db import MAX_INT
 from tumorboard.vocab import CASE_STATUSES, RECORD_KINDS, SITES, SPECIALTIES, URGENCIES
 
 # --------------------------------------------------------------------------- input
@@ -22,8 +24,8 @@ class CaseUpdateSchema(Schema):
     site = fields.Str(validate=validate.OneOf(SITES))
     diagnosis_date = fields.Date(metadata={"description": "Not in the future"})
     question = fields.Str(validate=validate.Length(min=1), metadata={"description": "Question for the board"})
-    referring_oncologist_id = fields.Int(strict=True,
-                                         metadata={"description": "A user with the oncologist role"})
+    referring_oncologist_id = Id(strict=True,
+                                 metadata={"description": "A user with the oncologist role"})
     urgency = fields.Str(validate=validate.OneOf(URGENCIES),
                          metadata={"description": "urgent = clinical deterioration"})
     planned_treatment_start = fields.Date(allow_none=True,
@@ -39,7 +41,7 @@ class CaseCreateSchema(CaseUpdateSchema):
     site = fields.Str(required=True, validate=validate.OneOf(SITES))
     diagnosis_date = fields.Date(required=True)
     question = fields.Str(required=True, validate=validate.Length(min=1))
-    referring_oncologist_id = fields.Int(required=True, strict=True)
+    referring_oncologist_id = Id(required=True, strict=True)
     urgency = fields.Str(load_default="routine", validate=validate.OneOf(URGENCIES))
     minutes = fields.Int(load_default=10, strict=True, validate=validate.Range(min=1, max=MAX_MINUTES))
 
@@ -51,7 +53,7 @@ class QueueArgsSchema(Schema):
     urgency = fields.Str(validate=validate.OneOf(URGENCIES))
     risk = fields.Str(validate=validate.OneOf(RISKS))
     mrn = fields.Str(validate=validate.Length(max=64), metadata={"description": "Exact or prefix"})
-    page = fields.Int(load_default=1, validate=validate.Range(min=1))
+    page = fields.Int(load_default=1, validate=validate.Range(min=1, max=MAX_INT))
     per_page = fields.Int(load_default=50, validate=validate.Range(min=1, max=MAX_PER_PAGE))
 
 

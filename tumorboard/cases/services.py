@@ -22,7 +22,7 @@ from tumorboard.auth.models import User, UserRole
 from tumorboard.boards.models import Board, Meeting
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty, RecordItem
 from tumorboard.cases.signals import case_needs_scheduling
-from tumorboard.db import now_utc
+from tumorboard.db import MAX_INT, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.vocab import CASE_STATUSES, RECORD_KINDS, SITES, SPECIALTIES, URGENCIES
@@ -611,7 +611,7 @@ def queue_page(filters: QueueFilters, page: int = 1, per_page: int = 50,
     """
     today = today or local_today()
     margin_days = at_risk_margin() if margin_days is None else margin_days
-    page = max(1, page)
+    page = min(max(1, page), MAX_INT)  # beyond: an OFFSET the database cannot hold (and no rows anyway)
     per_page = min(max(1, per_page), MAX_PER_PAGE)
     conditions = queue_conditions(filters, today, margin_days)
 

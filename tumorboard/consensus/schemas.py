@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from tumorboard.api.schemas import Id
 from tumorboard.vocab import CONCORDANCE, CONSENSUS_STATUSES, RECOMMENDATIONS, SPECIALTIES
 
 
@@ -24,8 +25,8 @@ class ConsensusContentSchema(Schema):
     trial_eligible = fields.Bool(allow_none=True)
     trial_notes = fields.Str(validate=validate.Length(max=5000))
     dissent = fields.Str(validate=validate.Length(max=5000), metadata={"description": "who and why"})
-    followup_owner_id = fields.Int(allow_none=True,
-                                   metadata={"description": "an oncologist; default: the referring one"})
+    followup_owner_id = Id(allow_none=True,
+                           metadata={"description": "an oncologist; default: the referring one"})
     followup_due = fields.Date(allow_none=True, metadata={"description": "not in the past"})
 
 
@@ -39,8 +40,8 @@ class ConsensusDraftSchema(ConsensusContentSchema):
 class ConsensusCreateSchema(ConsensusDraftSchema):
     """POST body: the case and meeting, and any content already known."""
 
-    case_id = fields.Int(required=True)
-    meeting_id = fields.Int(required=True)
+    case_id = Id(required=True)
+    meeting_id = Id(required=True)
 
 
 class AmendmentCreateSchema(Schema):
@@ -50,7 +51,7 @@ class AmendmentCreateSchema(Schema):
 
 
 class ConsensusListArgsSchema(Schema):
-    case_id = fields.Int(required=True)
+    case_id = Id(required=True)
 
 
 class AmendmentSchema(Schema):

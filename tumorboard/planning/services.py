@@ -173,12 +173,58 @@ def diff(snapshot: Snapshot, plan: dict[str, Any]) -> list[Change]:
     return changes
 
 
-def _current_state(case: Case) -> CaseState:
-    assignment = db.session.scalar(
-        sa.select(Assignment).where(Assignment.case_id == case.id, Assignment.active.is_(True))
-    )
-    return CaseState(case.status, assignment.meeting_id if assignment else None,
-                     bool(assignment and assignment.pinned))
+# --- locks: the pass never waits while it holds rows ----------------------------------------
+#
+# The pass takes the rows it will write with SKIP LOCKED and never waits: a row somebody is
+# changing right now means "changed since the snapshot", left for the next pass (requested at
+# once). The audit chain's lock is only taken to seal events just before commit, by which time
+# every writer holds all its rows. So the pass is never part of a deadlock, and it never writes
+# over a change committed after its snapshot.
+
+_FRESH = {"populate_existing": True}  # re-read rows already in the session, not its cached copies
+
+
+def _lock_free(model: Any, *where: Any) -> tuple[list[Any], set[int]]:
+    """Lock the rows of `model` matching `where` that nobody else holds, re-read from the
+    database; also the ids of the matching rows somebody else holds (skipped)."""
+    wanted = set(db.session.scalars(sa.select(model.id).where(*where)))
+    got = db.session.scalars(
+        sa.select(model).where(*where).order_by(model.id).with_for_update(skip_locked=True, of=model)
+        .execution_options(**_FRESH)
+    ).all()
+    return list(got), wanted - {row.id for row in got}
+
+
+def _lock_and_read_states(changes: list[Change]) -> tuple[dict[int, CaseState], set[int]]:
+    """Lock what applying `changes` writes (the cases, their assignments, the agendas, meetings
+    and invitations of the meetings they touch) and read the cases' state afresh.
+
+    Returns the current state of every case we hold (a case held by somebody else is absent)
+    and the meetings with a row held by somebody else (changes touching them wait a pass)."""
+    if not changes:
+        return {}, set()
+    from tumorboard.calendar.models import Invitation
+
+    ids = [c.case_id for c in changes]
+    meetings = {m for c in changes for m in (c.before, c.after) if m is not None}
+    cases, _ = _lock_free(Case, Case.id.in_(ids))
+    on_agendas = sa.and_(Assignment.meeting_id.in_(meetings), Assignment.active.is_(True))
+    _, busy_rows = _lock_free(Assignment, sa.or_(Assignment.case_id.in_(ids), on_agendas))
+    busy = db.session.execute(
+        sa.select(Assignment.case_id, Assignment.meeting_id).where(Assignment.id.in_(busy_rows))).all()
+    busy_cases = {case_id for case_id, _ in busy}
+    busy_meetings = {meeting_id for _, meeting_id in busy}
+    busy_meetings |= _lock_free(Meeting, Meeting.id.in_(meetings))[1]
+    busy_invites = _lock_free(Invitation, Invitation.meeting_id.in_(meetings))[1]
+    busy_meetings |= set(db.session.scalars(
+        sa.select(Invitation.meeting_id).where(Invitation.id.in_(busy_invites))))
+    active = {a.case_id: a for a in db.session.scalars(
+        sa.select(Assignment).where(Assignment.case_id.in_(ids), Assignment.active.is_(True))
+        .execution_options(**_FRESH))}
+    states = {case.id: CaseState(case.status, active[case.id].meeting_id if case.id in active else None,
+                                 bool(case.id in active and active[case.id].pinned))
+              for case in cases if case.id not in busy_cases}
+    return states, busy_meetings
 
 
 def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
@@ -187,14 +233,12 @@ def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
 
     result = PassResult(plan=plan)
     changes = diff(snapshot, plan)
-    ids = [c.case_id for c in changes]
-    if ids:  # lock the rows we change: a coordinator editing one of them waits, then we re-check
-        db.session.scalars(sa.select(Case).where(Case.id.in_(ids)).with_for_update()).all()
+    current, busy_meetings = _lock_and_read_states(changes)
     fresh = []
     for change in changes:
-        case = db.session.get(Case, change.case_id)
-        if _current_state(case) != snapshot.states[case.id]:
-            result.skipped_stale.append(case.id)
+        if (current.get(change.case_id) != snapshot.states[change.case_id]
+                or {change.before, change.after} & busy_meetings):
+            result.skipped_stale.append(change.case_id)
         else:
             fresh.append(change)
     # Take cases off first so the minutes they free are there for the cases placed after.
@@ -227,7 +271,16 @@ def _write_notes(snapshot: Snapshot, plan: dict[str, Any], meetings: dict[int, M
     urgent = {r["case"]: datetime.fromisoformat(r["latest_start"]) for r in plan["urgent_slot_requests"]}
     notes = {a["case"]: f"On {_describe(snapshot.meetings[a['meeting']])}." for a in plan["assignments"]}
     notes.update({u["case"]: f"Not placed: {u['reason']}." for u in plan["unassigned"]})
+    due = [case.id for key, case in snapshot.cases.items()
+           if case.schedule_note != notes[key] or case.urgent_slot_latest_start != urgent.get(key)]
+    if due:  # a case somebody is changing right now gets its note on the next pass
+        held = {case.id for case in _lock_free(Case, Case.id.in_(due))[0]}
+        due_cases = {case.id: case for case in snapshot.cases.values() if case.id in held}
+    else:
+        due_cases = {}
     for key, case in snapshot.cases.items():
+        if case.id not in due_cases:
+            continue
         if case.schedule_note != notes[key]:
             case.schedule_note = notes[key]
         if case.urgent_slot_latest_start != urgent.get(key):
@@ -247,6 +300,8 @@ def run_pass(now: datetime | None = None, *, dry_run: bool = False) -> PassResul
         return PassResult(changes=diff(snapshot, plan), plan=plan)
     result = apply_plan(snapshot, plan)
     mark_requests_done()
+    if result.skipped_stale:  # changed (or being changed) meanwhile: look again soon
+        db.session.add(PlanningRequest(reason="cases changed during the last pass"))
     record("planning.pass", details={
         "changed": len(result.changes), "skipped_stale": len(result.skipped_stale),
         "objective": plan["objective"], "urgent_slot_requests": len(plan["urgent_slot_requests"]),

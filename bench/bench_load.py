@@ -1,0 +1,377 @@
+"""Load on the web app as production runs it: gunicorn (sync workers) on 127.0.0.1, PostgreSQL
+seeded with 10,000 synthetic cases, mixed reads at a fixed rate — idle, then while an assignment
+pass over all 10,000 cases runs beside it (niced, as the scheduler runs it).
+
+    .venv/bin/python bench/bench_load.py                 # 10,000 cases, 200 req/s, 20 s per phase
+    .venv/bin/python bench/bench_load.py --rate 200 --duration 20 --workers 5 \\
+        --pg-url postgresql://postgres@127.0.0.1:5432/postgres
+
+Creates a scratch database `tb_bench_load` (dropped afterwards), bulk-inserts 60 boards (10 per
+site, 6 sites, weekly, 3 specialist members each), their meetings for 12 weeks (capacity 150 min)
+and 10,000 ready cases (10 min each), starts `gunicorn -c gunicorn.conf.py wsgi:app` in the
+production configuration and drives it with an open-loop generator (pure Python: one thread
+paces requests at the given rate, a pool of threads sends them with http.client and signed-in
+session cookies). Latency is measured from the moment a request was *due*, so a stalled server
+counts against itself (no coordinated omission). Localhost only.
+
+Mix: 35 % case queue (`/cases`, a page of 50, optionally filtered by site), 30 % a case page
+(`/cases/<id>`, an audited PHI read: it appends to the audit chain), 25 % a meeting's agenda
+(`/meetings/<id>`), 10 % a board's iCalendar feed (`/feeds/boards/<token>.ics`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import queue
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from config import database_url  # noqa: E402
+from tumorboard import create_app  # noqa: E402
+from tumorboard.extensions import db  # noqa: E402
+
+SITES = ["breast", "lung", "colorectal", "upper_gi", "prostate", "gynae"]
+SPECIALTIES = ["pathology", "radiology", "surgical_oncology", "radiation_oncology", "nursing"]
+BOARDS_PER_SITE = 10
+WEEKS = 12
+PASSWORD = "bench-password-2026"  # noqa: S105 - synthetic bench user on a scratch database
+SCRATCH = "tb_bench_load"
+#: a request still unsent this long after it was due is dropped (status -1, an error) so that an
+#: overloaded run ends in bounded time
+MAX_LATE = 5.0
+
+
+# --- seeding ----------------------------------------------------------------------------------
+
+def seed(n_cases: int, seed: int = 11) -> dict[str, Any]:
+    """Bulk-insert boards, meetings and `n_cases` ready cases (in the current app context)."""
+    from tumorboard.auth.services import create_user
+    from tumorboard.boards.models import Board, BoardMember, BoardSite, Meeting
+    from tumorboard.cases.models import Case
+
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    coordinator = create_user(email="coordinator@bench.example.org", name="Bench Coordinator",
+                              password=PASSWORD, roles=["coordinator", "oncologist"],
+                              specialty="medical_oncology")
+    specialists = [create_user(email=f"spec{i}@bench.example.org", name=f"Bench Specialist {i}",
+                               password=PASSWORD, roles=["specialist"],
+                               specialty=SPECIALTIES[i % len(SPECIALTIES)]) for i in range(30)]
+    db.session.flush()
+    boards, sites, members, meetings = [], [], [], []
+    first = date.today() + timedelta(days=1)
+    for s, site in enumerate(SITES):
+        for k in range(BOARDS_PER_SITE):
+            b = len(boards) + 1
+            boards.append({"id": b, "name": f"{site} MDT {k + 1}", "rrule": "FREQ=WEEKLY",
+                           "timezone": "Europe/London", "first_date": first,
+                           "start_time": datetime(2030, 1, 1, 8).time(), "duration_minutes": 90,
+                           "capacity_minutes": 150, "default_case_minutes": 10, "active": True,
+                           "feed_token": f"bench-board-{b}", "location": "Room 1", "video_url": "",
+                           "created_at": now})
+            sites.append({"board_id": b, "site": site})
+            members += [{"board_id": b, "user_id": specialists[(s * 5 + j) % 30].id} for j in range(3)]
+            for w in range(WEEKS):
+                start = now + timedelta(days=2 + k % 7, weeks=w, hours=s)
+                start = start.replace(minute=0, second=0, microsecond=0)
+                meetings.append({"id": len(meetings) + 1, "board_id": b, "kind": "regular",
+                                 "recurrence_id": start, "start_at": start,
+                                 "end_at": start + timedelta(minutes=90), "status": "scheduled",
+                                 "location": "Room 1", "capacity_minutes": 150,
+                                 "ical_uid": f"meeting-{len(meetings) + 1}@bench", "sequence": 0,
+                                 "created_at": now, "updated_at": now})
+    db.session.execute(sa.insert(Board), boards)
+    db.session.execute(sa.insert(BoardSite), sites)
+    db.session.execute(sa.insert(BoardMember), members)
+    db.session.execute(sa.insert(Meeting), meetings)
+    cases = []
+    for c in range(1, n_cases + 1):
+        diagnosed = date.today() - timedelta(days=rng.randint(0, 60))
+        cases.append({"id": c, "mrn": f"LOAD-{c:06d}", "display_name": f"Synthetic {c}",
+                      "site": rng.choice(SITES), "diagnosis_date": diagnosed,
+                      "question": "Synthetic.", "referring_oncologist_id": coordinator.id,
+                      "urgency": "urgent" if rng.random() < 0.05 else "routine",
+                      "deadline": diagnosed + timedelta(days=90), "minutes": 10, "status": "ready",
+                      "ready_at": now - timedelta(days=rng.uniform(2.5, 10)),
+                      "created_at": now - timedelta(days=20), "updated_at": now})
+    db.session.execute(sa.insert(Case), cases)
+    for table in ("boards", "meetings", "cases"):  # ids were given explicitly: move the sequences on
+        db.session.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                                   f"(SELECT max(id) FROM {table}))"))
+    db.session.commit()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE"))
+    return {"cases": len(cases), "boards": len(boards), "meetings": len(meetings)}
+
+
+# --- the load generator -----------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    kind: str
+    latency: float  #: seconds from the moment the request was due to the end of the response
+    status: int
+
+
+@dataclass
+class Client:
+    """One signed-in browser: a session cookie, reconnecting when the sync worker closes."""
+
+    port: int
+    cookie: str = ""
+    conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: str | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            try:
+                all_headers = {"Cookie": self.cookie} if self.cookie else {}
+                all_headers.update(headers or {})
+                self.conn.request(method, path, body=body, headers=all_headers)
+                response = self.conn.getresponse()
+                data = response.read()
+            except (http.client.HTTPException, OSError):
+                self.close()
+                if attempt == 2:
+                    raise
+                continue
+            for name, value in response.getheaders():
+                if name.lower() == "set-cookie":
+                    self.cookie = value.split(";", 1)[0]
+            if response.will_close:
+                self.close()
+            return response.status, data, response
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def sign_in(self, email: str) -> None:
+        status, page, _ = self.request("GET", "/login")
+        token = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
+            rb'name="csrf_token"[^>]*value="([^"]+)"', page)
+        assert status == 200 and token, status
+        from urllib.parse import urlencode
+
+        form = urlencode({"csrf_token": token.group(1).decode(), "email": email, "password": PASSWORD})
+        status, _, _ = self.request("POST", "/login", form,
+                                    {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 302, f"sign-in failed: {status}"
+
+
+@dataclass
+class Workload:
+    case_ids: list[int]
+    meeting_ids: list[int]
+    feed_tokens: list[str]
+    rng: random.Random = field(default_factory=lambda: random.Random(5))
+
+    def next(self) -> tuple[str, str]:
+        roll = self.rng.random()
+        if roll < 0.35:
+            site = self.rng.choice(["", *SITES])
+            return "queue", f"/cases?site={site}" if site else "/cases"
+        if roll < 0.65:
+            return "case", f"/cases/{self.rng.choice(self.case_ids)}"
+        if roll < 0.90:
+            return "agenda", f"/meetings/{self.rng.choice(self.meeting_ids)}"
+        return "feed", f"/feeds/boards/{self.rng.choice(self.feed_tokens)}.ics"
+
+
+def drive(port: int, workload: Workload, rate: float, duration: float, threads: int,
+          until: subprocess.Popen[Any] | None = None, max_duration: float = 600) -> list[Sample]:
+    """Send requests at `rate` per second for `duration` s (and, with `until`, on until that
+    process ends, at most `max_duration`); the samples."""
+    due: queue.Queue[tuple[float, str, str] | None] = queue.Queue()
+    samples: list[Sample] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        client = Client(port)
+        client.sign_in("coordinator@bench.example.org")
+        ready.wait()
+        while (item := due.get()) is not None:
+            at, kind, path = item
+            if time.perf_counter() - at > MAX_LATE:  # the server is far behind: count, don't send
+                with lock:
+                    samples.append(Sample(kind, time.perf_counter() - at, -1))
+                continue
+            try:
+                status, _, _ = client.request("GET", path)
+            except (http.client.HTTPException, OSError):
+                status = 0
+            with lock:
+                samples.append(Sample(kind, time.perf_counter() - at, status))
+        client.close()
+
+    ready = threading.Event()
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    time.sleep(2.0)  # let every worker sign in (argon2) before the clock starts; not measured
+    ready.set()
+    start = time.perf_counter()
+    n = 0
+    while True:
+        at = start + n / rate
+        elapsed = at - start
+        if elapsed >= max_duration or (elapsed >= duration and (until is None or until.poll() is not None)):
+            break
+        pause = at - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)  # pacing the open-loop generator
+        kind, path = workload.next()
+        due.put((at, kind, path))
+        n += 1
+    for _ in pool:
+        due.put(None)
+    for thread in pool:
+        thread.join(timeout=120)
+    return samples
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered))) - 1))]
+
+
+def report(label: str, samples: list[Sample], seconds: float) -> None:
+    errors = [s for s in samples if s.status != 200]
+    dropped = sum(1 for s in samples if s.status == -1)
+    print(f"\n{label}: {len(samples)} requests due in {seconds:.1f} s, errors {len(errors)} "
+          f"{sorted({s.status for s in errors})} (of which {dropped} dropped: > {MAX_LATE:.0f} s late)")
+    print(f"  {'kind':<8} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for kind in ("all", "queue", "case", "agenda", "feed"):
+        lat = [s.latency * 1000 for s in samples if kind == "all" or s.kind == kind]
+        if lat and kind != "all":
+            lat = [s.latency * 1000 for s in samples if s.kind == kind and s.status != -1]
+        if lat:
+            print(f"  {kind:<8} {len(lat):>6} {statistics.median(lat):>8.1f} {percentile(lat, 99):>8.1f} "
+                  f"{max(lat):>8.1f}")
+
+
+# --- main -------------------------------------------------------------------------------------
+
+def start_gunicorn(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TUMORBOARD_CONFIG": "production", "SECRET_KEY": "bench-only-secret",
+           "DATABASE_URL": url, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers),
+           "GUNICORN_ACCESSLOG": "/dev/null", "GUNICORN_LOGLEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                            cwd=ROOT, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)  # waiting for the port
+        finally:
+            conn.close()
+    proc.terminate()
+    raise SystemExit("gunicorn did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--threads", type=int, default=32, help="load generator connections")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--skip-pass", action="store_true", help="measure idle only")
+    args = parser.parse_args()
+
+    admin = sa.create_engine(database_url(args.pg_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{SCRATCH}"'))
+    url = sa.engine.make_url(database_url(args.pg_url)).set(database=SCRATCH).render_as_string(
+        hide_password=False)
+    server = None
+    try:
+        app = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
+        with app.app_context():
+            db.create_all()
+            started = time.perf_counter()
+            counts = seed(args.cases)
+            print(f"seeded {counts} in {time.perf_counter() - started:.1f} s")
+            from tumorboard.boards.models import Board, Meeting
+
+            workload = Workload(list(range(1, args.cases + 1)),
+                                list(db.session.scalars(sa.select(Meeting.id))),
+                                list(db.session.scalars(sa.select(Board.feed_token))))
+            db.session.remove()
+            db.engine.dispose()
+        print(f"machine: nproc={os.cpu_count()}, gunicorn sync workers={args.workers}, "
+              f"rate={args.rate:.0f} req/s, {args.threads} client threads")
+        server = start_gunicorn(url, args.port, args.workers)
+        t = time.perf_counter()
+        samples = drive(args.port, workload, args.rate, args.duration, args.threads)
+        report("idle", samples, time.perf_counter() - t - 2)
+        if args.skip_pass:
+            return
+        env = {**os.environ, "DATABASE_URL": url, "TUMORBOARD_CONFIG": "production",
+               "SECRET_KEY": "bench-only-secret", "FLASK_APP": "wsgi"}
+        pass_started = time.perf_counter()
+        command = ["nice", "-n", "10", sys.executable, "-m", "flask", "tumorboard", "assign"]
+        log = tempfile.TemporaryFile("w+")  # one line per change: far more than a pipe holds
+        assign = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        timer: dict[str, float] = {}
+
+        def wait_pass() -> None:
+            assign.wait()
+            timer["pass"] = time.perf_counter() - pass_started
+
+        waiter = threading.Thread(target=wait_pass)
+        waiter.start()
+        t = time.perf_counter()
+        samples = drive(args.port, workload, args.rate, args.duration, args.threads, until=assign)
+        waiter.join()
+        log.seek(0)
+        out = err = log.read()
+        log.close()
+        report("during an assignment pass over every case", samples, time.perf_counter() - t - 2)
+        print(f"\nassignment pass: {timer['pass']:.1f} s wall (import + build + solve + apply + commit), "
+              f"exit {assign.returncode}; {out.strip().splitlines()[-1] if out.strip() else err[-500:]}")
+        with app.app_context():
+            placed = db.session.scalar(sa.text("SELECT count(*) FROM assignments WHERE active"))
+            outbox = db.session.scalar(sa.text("SELECT count(*) FROM outbox_messages"))
+            print(f"  active assignments {placed}, outbox messages {outbox}")
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
