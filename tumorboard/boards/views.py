@@ -39,6 +39,9 @@ from tumorboard.vocab import label
 
 bp = Blueprint("boards", __name__)
 
+#: the "add a case" list offers the eligible cases with the earliest deadlines, not thousands
+ADD_CHOICES = 200
+
 Page = str | Response | tuple[str, int]
 
 
@@ -200,7 +203,8 @@ def _agenda_page(meeting: Meeting, status: int = 200, **forms: Any) -> tuple[str
     if coordinator:
         add = forms.get("add_form") or AddCaseForm()
         add.case_id.choices = choices((c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}")
-                                      for c in db.session.scalars(agenda_service.eligible_cases(meeting)))
+                                      for c in db.session.scalars(
+                                          agenda_service.eligible_cases(meeting).limit(ADD_CHOICES)))
         context.update(add_form=add, action=ActionForm(), targets=_move_targets(meeting, items))
     db.session.commit()
     return render_template("boards/agenda.html", **context), status
