@@ -127,3 +127,15 @@ def scratch_postgres(database_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{scratch.database}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_app(scratch_postgres: str) -> Iterator[Flask]:
+    """An app on the scratch PostgreSQL database with the schema created (committed)."""
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_postgres)
+    with app.app_context():
+        db.create_all()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,6 @@ from flask import Flask
 
 from tests.factories import make_board, make_calendar_meeting, make_case, make_user, put_on_agenda
 from tests.smtp_fixture import SmtpServer, free_port
-from tumorboard import create_app
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.extensions import db
 from tumorboard.notifications.models import OutboxMessage
@@ -34,18 +33,6 @@ from tumorboard.notifications.smtp import SmtpSender
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_app(scratch_postgres: str) -> Iterator[Flask]:
-    """An app on the scratch database with the schema created (committed)."""
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_postgres)
-    with app.app_context():
-        db.create_all()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def in_thread(app: Flask, work: Callable[[], Any]) -> Any:

@@ -23,7 +23,6 @@ from sqlalchemy.exc import OperationalError
 
 from tests.factories import make_board, make_calendar_meeting, make_case, make_user
 from tests.smtp_fixture import Collector, SmtpServer, free_port
-from tumorboard import create_app
 from tumorboard.audit.models import AuditEvent
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.extensions import db
@@ -34,17 +33,6 @@ from tumorboard.notifications.smtp import SmtpSender
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_app(scratch_postgres: str) -> Iterator[Flask]:
-    app = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_postgres)
-    with app.app_context():
-        db.create_all()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
