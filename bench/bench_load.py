@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from config import database_url  # noqa: E402
+from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
 from tumorboard.extensions import db  # noqa: E402
 
@@ -306,71 +306,64 @@ def main() -> None:
     parser.add_argument("--skip-pass", action="store_true", help="measure idle only")
     args = parser.parse_args()
 
-    admin = sa.create_engine(database_url(args.pg_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{SCRATCH}"'))
-    url = sa.engine.make_url(database_url(args.pg_url)).set(database=SCRATCH).render_as_string(
-        hide_password=False)
-    server = None
-    try:
-        app = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
-        with app.app_context():
-            db.create_all()
-            started = time.perf_counter()
-            counts = seed(args.cases)
-            print(f"seeded {counts} in {time.perf_counter() - started:.1f} s")
-            from tumorboard.boards.models import Board, Meeting
+    with scratch_database(args.pg_url, SCRATCH) as url:
+        server = None
+        try:
+            app = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
+            with app.app_context():
+                db.create_all()
+                started = time.perf_counter()
+                counts = seed(args.cases)
+                print(f"seeded {counts} in {time.perf_counter() - started:.1f} s")
+                from tumorboard.boards.models import Board, Meeting
 
-            workload = Workload(list(range(1, args.cases + 1)),
-                                list(db.session.scalars(sa.select(Meeting.id))),
-                                list(db.session.scalars(sa.select(Board.feed_token))))
-            db.session.remove()
-            db.engine.dispose()
-        print(f"machine: nproc={os.cpu_count()}, gunicorn sync workers={args.workers}, "
-              f"rate={args.rate:.0f} req/s, {args.threads} client threads")
-        server = start_gunicorn(url, args.port, args.workers)
-        t = time.perf_counter()
-        samples = drive(args.port, workload, args.rate, args.duration, args.threads)
-        report("idle", samples, time.perf_counter() - t - 2)
-        if args.skip_pass:
-            return
-        env = {**os.environ, "DATABASE_URL": url, "TUMORBOARD_CONFIG": "production",
-               "SECRET_KEY": "bench-only-secret", "FLASK_APP": "wsgi"}
-        pass_started = time.perf_counter()
-        command = ["nice", "-n", "10", sys.executable, "-m", "flask", "tumorboard", "assign"]
-        log = tempfile.TemporaryFile("w+")  # one line per change: far more than a pipe holds
-        assign = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
-        timer: dict[str, float] = {}
+                workload = Workload(list(range(1, args.cases + 1)),
+                                    list(db.session.scalars(sa.select(Meeting.id))),
+                                    list(db.session.scalars(sa.select(Board.feed_token))))
+                db.session.remove()
+                db.engine.dispose()
+            print(f"machine: nproc={os.cpu_count()}, gunicorn sync workers={args.workers}, "
+                  f"rate={args.rate:.0f} req/s, {args.threads} client threads")
+            server = start_gunicorn(url, args.port, args.workers)
+            t = time.perf_counter()
+            samples = drive(args.port, workload, args.rate, args.duration, args.threads)
+            report("idle", samples, time.perf_counter() - t - 2)
+            if args.skip_pass:
+                return
+            env = {**os.environ, "DATABASE_URL": url, "TUMORBOARD_CONFIG": "production",
+                   "SECRET_KEY": "bench-only-secret", "FLASK_APP": "wsgi"}
+            pass_started = time.perf_counter()
+            command = ["nice", "-n", "10", sys.executable, "-m", "flask", "tumorboard", "assign"]
+            log = tempfile.TemporaryFile("w+")  # one line per change: far more than a pipe holds
+            assign = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                      text=True)
+            timer: dict[str, float] = {}
 
-        def wait_pass() -> None:
-            assign.wait()
-            timer["pass"] = time.perf_counter() - pass_started
+            def wait_pass() -> None:
+                assign.wait()
+                timer["pass"] = time.perf_counter() - pass_started
 
-        waiter = threading.Thread(target=wait_pass)
-        waiter.start()
-        t = time.perf_counter()
-        samples = drive(args.port, workload, args.rate, args.duration, args.threads, until=assign)
-        waiter.join()
-        log.seek(0)
-        out = err = log.read()
-        log.close()
-        report("during an assignment pass over every case", samples, time.perf_counter() - t - 2)
-        print(f"\nassignment pass: {timer['pass']:.1f} s wall (import + build + solve + apply + commit), "
-              f"exit {assign.returncode}; {out.strip().splitlines()[-1] if out.strip() else err[-500:]}")
-        with app.app_context():
-            placed = db.session.scalar(sa.text("SELECT count(*) FROM assignments WHERE active"))
-            outbox = db.session.scalar(sa.text("SELECT count(*) FROM outbox_messages"))
-            print(f"  active assignments {placed}, outbox messages {outbox}")
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
-        admin.dispose()
+            waiter = threading.Thread(target=wait_pass)
+            waiter.start()
+            t = time.perf_counter()
+            samples = drive(args.port, workload, args.rate, args.duration, args.threads, until=assign)
+            waiter.join()
+            log.seek(0)
+            out = err = log.read()
+            log.close()
+            report("during an assignment pass over every case", samples, time.perf_counter() - t - 2)
+            print(f"\nassignment pass: {timer['pass']:.1f} s wall (import + build + solve + apply + commit), "
+                  f"exit {assign.returncode}; {out.strip().splitlines()[-1] if out.strip() else err[-500:]}")
+            with app.app_context():
+                placed = db.session.scalar(sa.text("SELECT count(*) FROM assignments WHERE active"))
+                outbox = db.session.scalar(sa.text("SELECT count(*) FROM outbox_messages"))
+                print(f"  active assignments {placed}, outbox messages {outbox}")
+                db.session.remove()
+                db.engine.dispose()
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
 
 
 if __name__ == "__main__":

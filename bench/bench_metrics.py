@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 
 from config import database_url  # noqa: E402
+from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
 from tumorboard.extensions import db  # noqa: E402
 
@@ -315,21 +316,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         run(f"sqlite:///{folder}/bench.db", args.cases, args.repeat)
     try:
-        admin = sa.create_engine(database_url(args.pg_url), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text('DROP DATABASE IF EXISTS "tb_bench_metrics" WITH (FORCE)'))
-            conn.execute(sa.text('CREATE DATABASE "tb_bench_metrics"'))
+        with scratch_database(args.pg_url, "tb_bench_metrics") as url:
+            run(url, args.cases, args.repeat)
     except sa.exc.OperationalError as exc:
         print(f"\nPostgreSQL not reachable at {args.pg_url}: skipped ({exc.__class__.__name__})")
-        return
-    scratch = sa.engine.make_url(database_url(args.pg_url)).set(database="tb_bench_metrics")
-    try:
-        run(scratch.render_as_string(hide_password=False), args.cases, args.repeat)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text('DROP DATABASE IF EXISTS "tb_bench_metrics" WITH (FORCE)'))
-        admin.dispose()
-
 
 if __name__ == "__main__":
     main()

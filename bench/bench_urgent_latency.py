@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from config import database_url  # noqa: E402
+from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
 from tumorboard.extensions import db  # noqa: E402
 
@@ -129,62 +129,55 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
-    admin = sa.create_engine(database_url(args.pg_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{SCRATCH}"'))
-    url = sa.engine.make_url(database_url(args.pg_url)).set(database=SCRATCH).render_as_string(
-        hide_password=False)
-    inbox = Inbox()
-    with socket.socket() as probe:  # a free local port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    smtp = Controller(inbox, hostname="127.0.0.1", port=port)
-    smtp.start()
-    scheduler = None
-    try:
-        app = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
-        with app.app_context():
-            db.create_all()
-            meeting_ids = seed(args.runs)
-            from tumorboard.boards.models import Meeting
-            from tumorboard.cases.services import mark_received
+    with scratch_database(args.pg_url, SCRATCH) as url:
+        inbox = Inbox()
+        with socket.socket() as probe:  # a free local port
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        smtp = Controller(inbox, hostname="127.0.0.1", port=port)
+        smtp.start()
+        scheduler = None
+        try:
+            app = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
+            with app.app_context():
+                db.create_all()
+                meeting_ids = seed(args.runs)
+                from tumorboard.boards.models import Meeting
+                from tumorboard.cases.services import mark_received
 
-            uids = [db.session.get(Meeting, m).ical_uid for m in meeting_ids]
-            env = {**os.environ, "DATABASE_URL": url, "TUMORBOARD_CONFIG": "production",
-                   "SECRET_KEY": "bench-only-secret", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port),
-                   "FLASK_APP": "wsgi", "MEETING_HORIZON_WEEKS": "0"}
-            scheduler = subprocess.Popen([sys.executable, "-m", "flask", "tumorboard", "scheduler"], cwd=ROOT,
-                                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 60  # its first round of jobs (run at start) is done
-            while not db.session.scalar(sa.text("SELECT count(*) FROM audit_events "
-                                                "WHERE action = 'planning.pass'")):
-                assert scheduler.poll() is None and time.monotonic() < deadline, "scheduler did not start"
-                db.session.rollback()
-                time.sleep(0.1)  # polling for the scheduler's first pass
-            latencies = []
-            for run in range(args.runs):
-                last = urgent_case_waiting_for_one_record(run)
-                t0 = time.perf_counter()
-                mark_received(last)
-                db.session.commit()
-                assert last.case.status == "ready"
-                arrived, uid = inbox.wait_for(uids, t0)
-                latencies.append(arrived - t0)
-                print(f"run {run + 1}: REQUEST for {uid} at the SMTP server after {latencies[-1]:.2f} s")
-                time.sleep(0.7)  # spread the runs over the scheduler's 5 s cycle (different phases)
-            print(f"\nready → invite at the SMTP server: median {statistics.median(latencies):.2f} s, "
-                  f"max {max(latencies):.2f} s over {len(latencies)} runs")
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        if scheduler is not None:
-            scheduler.terminate()
-            scheduler.wait(timeout=30)
-        smtp.stop()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{SCRATCH}" WITH (FORCE)'))
-        admin.dispose()
+                uids = [db.session.get(Meeting, m).ical_uid for m in meeting_ids]
+                env = {**os.environ, "DATABASE_URL": url, "TUMORBOARD_CONFIG": "production",
+                       "SECRET_KEY": "bench-only-secret", "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port),
+                       "FLASK_APP": "wsgi", "MEETING_HORIZON_WEEKS": "0"}
+                scheduler = subprocess.Popen([sys.executable, "-m", "flask", "tumorboard", "scheduler"],
+                                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL)
+                deadline = time.monotonic() + 60  # its first round of jobs (run at start) is done
+                while not db.session.scalar(sa.text("SELECT count(*) FROM audit_events "
+                                                    "WHERE action = 'planning.pass'")):
+                    assert scheduler.poll() is None and time.monotonic() < deadline, "scheduler did not start"
+                    db.session.rollback()
+                    time.sleep(0.1)  # polling for the scheduler's first pass
+                latencies = []
+                for run in range(args.runs):
+                    last = urgent_case_waiting_for_one_record(run)
+                    t0 = time.perf_counter()
+                    mark_received(last)
+                    db.session.commit()
+                    assert last.case.status == "ready"
+                    arrived, uid = inbox.wait_for(uids, t0)
+                    latencies.append(arrived - t0)
+                    print(f"run {run + 1}: REQUEST for {uid} at the SMTP server after {latencies[-1]:.2f} s")
+                    time.sleep(0.7)  # spread the runs over the scheduler's 5 s cycle (different phases)
+                print(f"\nready → invite at the SMTP server: median {statistics.median(latencies):.2f} s, "
+                      f"max {max(latencies):.2f} s over {len(latencies)} runs")
+                db.session.remove()
+                db.engine.dispose()
+        finally:
+            if scheduler is not None:
+                scheduler.terminate()
+                scheduler.wait(timeout=30)
+            smtp.stop()
 
 
 if __name__ == "__main__":

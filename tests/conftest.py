@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_sqlalchemy.session import Session as FlaskSession
@@ -113,20 +112,10 @@ def scratch_postgres(database_url: str) -> Iterator[str]:
         pytest.skip("needs PostgreSQL (runs in the PostgreSQL pass of make test)")
     from sqlalchemy.engine import make_url
 
-    from config import database_url as normalise
+    from tests.pgcheck import scratch_database
 
-    url = make_url(normalise(database_url))
-    scratch = url.set(database=f"{url.database}_scratch")
-    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{scratch.database}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{scratch.database}"'))
-    try:
-        yield scratch.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{scratch.database}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(database_url, f"{make_url(database_url).database}_scratch") as url:
+        yield url
 
 
 @pytest.fixture
