@@ -99,3 +99,17 @@ def test_no_template_has_inline_script_or_style() -> None:
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{path.relative_to(TEMPLATES)}:{line}: {what}")
     assert not found, "blocked by the Content-Security-Policy:\n" + "\n".join(found)
+
+
+def test_a_form_with_a_nul_character_is_refused_before_any_view_runs(app, client) -> None:
+    import sqlalchemy as sa
+
+    from tests.factories import make_user
+    from tests.helpers import login, post_form
+    from tumorboard.cases.models import Case
+    from tumorboard.extensions import db
+
+    login(client, make_user("coordinator").email)
+    response = post_form(client, "/cases/new", {"mrn": "NUL-1", "display_name": "A\x00B", "site": "breast"})
+    assert response.status_code == 400 and "cannot be stored" in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Case)) == 0

@@ -97,11 +97,13 @@ VIEW_BLUEPRINTS = [
 def register_blueprints(app: Flask) -> None:
     from tumorboard.auth.permissions import enforce_permissions
     from tumorboard.errors import register_error_handlers
+    from tumorboard.security import refuse_nul_in_forms
 
     for path in VIEW_BLUEPRINTS:
         module, _, attr = path.partition(":")
         app.register_blueprint(getattr(import_module(module), attr))
     app.before_request(enforce_permissions)
+    app.before_request(refuse_nul_in_forms)  # after the permission check, before any view
     register_error_handlers(app)
 
     @app.context_processor

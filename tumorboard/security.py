@@ -122,6 +122,16 @@ def set_security_headers(response: Response) -> Response:
     return response
 
 
+def refuse_nul_in_forms() -> None:
+    """A NUL character cannot be stored (PostgreSQL text refuses it): refuse such a form with a
+    400 before any view runs, instead of failing at the database. (The JSON API does the same
+    per field in its argument parser.)"""
+    if request.method in {"POST", "PUT", "PATCH"} and request.form and any(
+        "\x00" in value for value in request.form.values()
+    ):
+        abort(400, description="The form contains a character that cannot be stored (NUL).")
+
+
 def init_security(app: Flask) -> None:
     """Install the session checks and response headers (call before registering blueprints)."""
     forwarded = app.config.get("PROXY_FIX_X_FOR") or 0
