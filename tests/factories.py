@@ -157,3 +157,14 @@ def make_consensus_setup(*, start: Any = None, **case_kw: Any) -> Any:
     db.session.flush()
     return SimpleNamespace(onc=onc, other_onc=other_onc, coord=coord, path=path, rad=rad, surg=surg,
                            nurse=nurse, board=board, meeting=meeting, case=case, assignment=assignment)
+
+
+def invitation_of(meeting: Any, user: User) -> Any:
+    """The invitation of `user` to `meeting`, read afresh from the database (None if none)."""
+    import sqlalchemy as sa
+
+    from tumorboard.calendar.models import Invitation
+
+    db.session.expire_all()
+    return db.session.scalar(sa.select(Invitation).where(Invitation.meeting_id == meeting.id,
+                                                         Invitation.user_id == user.id))

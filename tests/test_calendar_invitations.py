@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from tests.factories import make_calendar_meeting, make_calendar_team, make_user, put_on_agenda
+from tests.factories import invitation_of, make_calendar_meeting, make_calendar_team, make_user, put_on_agenda
 from tumorboard.boards.models import BoardMember
 from tumorboard.calendar.ical import parse_itip
 from tumorboard.calendar.models import Invitation
@@ -41,11 +41,6 @@ def all_text(row: OutboxMessage) -> str:
             content = part.get_content()
             chunks.append(content.decode() if isinstance(content, bytes) else content)
     return "\n".join(chunks) + row.body.decode("utf-8", "replace")
-
-
-def invitation(meeting, user) -> Invitation:
-    return db.session.scalar(sa.select(Invitation).where(Invitation.meeting_id == meeting.id,
-                                                         Invitation.user_id == user.id))
 
 
 def assert_no_phi(case, texts) -> None:
@@ -97,7 +92,7 @@ def test_sync_invites_each_attendee_once(app) -> None:
 def test_time_change_raises_sequence_and_sends_an_update_to_everyone(app) -> None:
     t = make_calendar_team()
     sync_meeting_invitations(t.meeting)
-    invitation(t.meeting, t.path).partstat = "ACCEPTED"
+    invitation_of(t.meeting, t.path).partstat = "ACCEPTED"
     before = len(outbox())
 
     t.meeting.start_at += timedelta(hours=2)
@@ -112,7 +107,7 @@ def test_time_change_raises_sequence_and_sends_an_update_to_everyone(app) -> Non
         assert msg.method == "REQUEST" and msg.sequence == 1
         assert msg.start == datetime(2031, 1, 7, 10, 0, tzinfo=UTC)
         assert row.subject.startswith("Updated: Breast MDT")
-    accepted = invitation(t.meeting, t.path)
+    accepted = invitation_of(t.meeting, t.path)
     assert accepted.partstat == "NEEDS-ACTION" and accepted.last_sequence_sent == 1  # asked again
     assert sync_meeting_invitations(t.meeting).sent == 0
 
@@ -132,7 +127,7 @@ def test_removed_attendee_alone_gets_a_cancel(app) -> None:
     for row in cancels:
         msg = parse_itip(row.body)
         assert msg.method == "CANCEL" and [r.email for r in msg.replies] == [row.to_addr]  # only them
-    assert not invitation(t.meeting, t.surg).active and invitation(t.meeting, t.path).active
+    assert not invitation_of(t.meeting, t.surg).active and invitation_of(t.meeting, t.path).active
     assert sync_meeting_invitations(t.meeting).sent == 0
 
     assignment.active = True  # back on this agenda: invited again

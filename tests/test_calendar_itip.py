@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.factories import make_calendar_team, make_user
+from tests.factories import invitation_of, make_calendar_team, make_user
 from tumorboard.audit.models import AuditEvent
 from tumorboard.auth.services import issue_api_token
 from tumorboard.calendar.ical import parse_itip
@@ -47,12 +47,6 @@ def team(app):
     return t
 
 
-def inv(team, user) -> Invitation:
-    db.session.expire_all()
-    return db.session.scalar(sa.select(Invitation).where(Invitation.meeting_id == team.meeting.id,
-                                                         Invitation.user_id == user.id))
-
-
 def state() -> tuple:
     """Everything an ingest could change."""
     db.session.expire_all()
@@ -69,19 +63,19 @@ def test_reply_records_the_answer(team) -> None:
     result = ingest_itip(data)
     assert (result.method, result.uid, result.updated, result.stale) == (
         "REPLY", team.meeting.ical_uid, ["path@example.org"], [])
-    answer = inv(team, team.path)
+    answer = invitation_of(team.meeting, team.path)
     assert answer.partstat == "ACCEPTED" and answer.comment == "Will bring the slides"
     assert answer.replied_at == datetime(2031, 1, 2, 10, 0, tzinfo=UTC)
     assert db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "invitation.reply")
                              ).details["partstat"] == "ACCEPTED"
-    assert inv(team, team.rad).partstat == "NEEDS-ACTION"
+    assert invitation_of(team.meeting, team.rad).partstat == "NEEDS-ACTION"
 
 
 def test_older_reply_is_ignored_as_stale(team) -> None:
     ingest_itip(itip(team.meeting.ical_uid, team.path.email, "ACCEPTED", dtstamp="20310102T100000Z"))
     late = ingest_itip(itip(team.meeting.ical_uid, team.path.email, "DECLINED", dtstamp="20310101T100000Z"))
     assert late.stale == [team.path.email] and late.updated == []
-    assert inv(team, team.path).partstat == "ACCEPTED"
+    assert invitation_of(team.meeting, team.path).partstat == "ACCEPTED"
 
 
 def test_reply_to_an_outdated_sequence_is_ignored_as_stale(team) -> None:
@@ -89,14 +83,16 @@ def test_reply_to_an_outdated_sequence_is_ignored_as_stale(team) -> None:
     sync_meeting_invitations(team.meeting)  # update REQUEST with SEQUENCE:1
     old = ingest_itip(itip(team.meeting.ical_uid, team.path.email, "ACCEPTED", sequence=0,
                            dtstamp="20320101T000000Z"))
-    assert old.stale == [team.path.email] and inv(team, team.path).partstat == "NEEDS-ACTION"
+    assert old.stale == [team.path.email]
+    assert invitation_of(team.meeting, team.path).partstat == "NEEDS-ACTION"
     current = ingest_itip(itip(team.meeting.ical_uid, team.path.email, "ACCEPTED", sequence=1))
-    assert current.updated == [team.path.email] and inv(team, team.path).partstat == "ACCEPTED"
+    assert current.updated == [team.path.email]
+    assert invitation_of(team.meeting, team.path).partstat == "ACCEPTED"
 
 
 def test_reply_without_dtstamp_is_dated_now(team) -> None:
     ingest_itip(itip(team.meeting.ical_uid, team.rad.email, "TENTATIVE", dtstamp=None))
-    answer = inv(team, team.rad)
+    answer = invitation_of(team.meeting, team.rad)
     assert answer.partstat == "TENTATIVE"
     assert abs((datetime.now(UTC) - answer.replied_at).total_seconds()) < 3600
 
@@ -112,7 +108,7 @@ def test_sent_by_and_delegation(team) -> None:
                "mailto:deputy@example.org",),
     ))
     assert delegated.updated == [team.rad.email] and delegated.ignored == ["deputy@example.org"]
-    answer = inv(team, team.rad)
+    answer = invitation_of(team.meeting, team.rad)
     assert answer.partstat == "DELEGATED" and answer.delegated_to == "deputy@example.org"
 
 
@@ -179,7 +175,7 @@ def test_api_accepts_a_raw_email_from_the_inbound_mail_integration(team, client)
     assert response.status_code == 200, response.json
     assert response.json["method"] == "REPLY" and response.json["uid"] == team.meeting.ical_uid
     assert response.json["updated"] == [team.path.email] and response.json["stale"] == []
-    assert inv(team, team.path).partstat == "DECLINED"
+    assert invitation_of(team.meeting, team.path).partstat == "DECLINED"
 
 
 def test_api_refuses_with_422_and_changes_nothing(team, client) -> None:
@@ -200,7 +196,7 @@ def test_api_needs_a_coordinator_or_admin(team, client) -> None:
     assert client.post("/api/v1/itip", data=body, content_type="text/calendar").status_code == 401
     response = client.post("/api/v1/itip", data=body, content_type="text/calendar",
                            headers=api_token("specialist"))
-    assert response.status_code == 403 and inv(team, team.path).partstat == "NEEDS-ACTION"
+    assert response.status_code == 403 and invitation_of(team.meeting, team.path).partstat == "NEEDS-ACTION"
 
 
 def test_api_is_documented_with_a_request_body(client) -> None:
@@ -219,10 +215,10 @@ def test_cli_imports_a_file_and_stdin(team, app, tmp_path) -> None:
     result = runner.invoke(args=["tumorboard", "itip", "import", str(path)])
     assert result.exit_code == 0, result.output
     assert "REPLY" in result.output and "updated: path@example.org" in result.output
-    assert inv(team, team.path).partstat == "TENTATIVE"
+    assert invitation_of(team.meeting, team.path).partstat == "TENTATIVE"
     result = runner.invoke(args=["tumorboard", "itip", "import", "-"],
                            input=itip(team.meeting.ical_uid, team.rad.email, "ACCEPTED"))
-    assert result.exit_code == 0 and inv(team, team.rad).partstat == "ACCEPTED"
+    assert result.exit_code == 0 and invitation_of(team.meeting, team.rad).partstat == "ACCEPTED"
 
 
 def test_cli_refusal_exits_1_with_the_message(team, app, tmp_path) -> None:
@@ -262,5 +258,5 @@ def test_every_shared_sample(team, sample: Path) -> None:
     expected = re.search(r"(?m)^ATTENDEE;.*?PARTSTAT=([A-Z-]+)", text).group(1)
     result = ingest_itip(pointed.encode())
     assert result.updated == [attendee] and result.stale == []
-    assert inv(team, user).partstat == expected
-    assert inv(team, team.path).partstat == "NEEDS-ACTION"  # nobody else changed
+    assert invitation_of(team.meeting, user).partstat == expected
+    assert invitation_of(team.meeting, team.path).partstat == "NEEDS-ACTION"  # nobody else changed

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from tests.factories import make_calendar_meeting, make_calendar_team, put_on_agenda
+from tests.factories import invitation_of, make_calendar_meeting, make_calendar_team, put_on_agenda
 from tests.helpers import login, post_form
 from tumorboard.audit.models import AuditEvent
 from tumorboard.auth.models import User
@@ -33,12 +33,6 @@ def team(app):
     return t
 
 
-def invitation_of(team, user) -> Invitation:
-    db.session.expire_all()
-    return db.session.scalar(sa.select(Invitation).where(Invitation.meeting_id == team.meeting.id,
-                                                         Invitation.user_id == user.id))
-
-
 def audit_count() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent))
 
@@ -52,7 +46,7 @@ def assert_no_phi(case, text: str) -> None:
 
 
 def test_rsvp_page_shows_the_meeting_and_a_get_changes_nothing(team, client) -> None:
-    url = f"/rsvp/{make_rsvp_token(invitation_of(team, team.path).id)}"
+    url = f"/rsvp/{make_rsvp_token(invitation_of(team.meeting, team.path).id)}"
     before = audit_count()
     for _ in range(2):  # a link scanner fetching the page answers for nobody
         page = client.get(url)
@@ -64,14 +58,14 @@ def test_rsvp_page_shows_the_meeting_and_a_get_changes_nothing(team, client) -> 
         assert f'name="answer" value="{value}"' in text and f">{label}</button>" in text
     assert 'name="csrf_token"' in text
     assert_no_phi(team.case, text)
-    assert invitation_of(team, team.path).partstat == "NEEDS-ACTION" and audit_count() == before
+    assert invitation_of(team.meeting, team.path).partstat == "NEEDS-ACTION" and audit_count() == before
 
 
 def test_rsvp_post_records_the_answer(team, client) -> None:
-    url = f"/rsvp/{make_rsvp_token(invitation_of(team, team.path).id)}"
+    url = f"/rsvp/{make_rsvp_token(invitation_of(team.meeting, team.path).id)}"
     response = post_form(client, url, {"answer": "DECLINED"})
     assert response.status_code == 303
-    answer = invitation_of(team, team.path)
+    answer = invitation_of(team.meeting, team.path)
     assert answer.partstat == "DECLINED" and answer.replied_at is not None
     event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "invitation.reply"))
     assert event.details == {"meeting_id": team.meeting.id, "attendee": team.path.email,
@@ -80,28 +74,28 @@ def test_rsvp_post_records_the_answer(team, client) -> None:
 
 
 def test_rsvp_post_without_csrf_or_with_a_bad_answer_changes_nothing(team, client) -> None:
-    url = f"/rsvp/{make_rsvp_token(invitation_of(team, team.path).id)}"
+    url = f"/rsvp/{make_rsvp_token(invitation_of(team.meeting, team.path).id)}"
     assert client.post(url, data={"answer": "ACCEPTED"}).status_code == 400
     response = post_form(client, url, {"answer": "MAYBE"})
     assert response.status_code == 422
     assert "Choose Accept, Tentative or Decline." in response.get_data(as_text=True)
-    assert invitation_of(team, team.path).partstat == "NEEDS-ACTION"
+    assert invitation_of(team.meeting, team.path).partstat == "NEEDS-ACTION"
 
 
 def test_tampered_or_unknown_tokens_are_refused(team, client) -> None:
-    token = make_rsvp_token(invitation_of(team, team.path).id)
+    token = make_rsvp_token(invitation_of(team.meeting, team.path).id)
     tampered = token[:-3] + ("aaa" if not token.endswith("aaa") else "bbb")
     response = client.get(f"/rsvp/{tampered}")
     assert response.status_code == 404 and "not valid" in response.get_data(as_text=True)
     assert client.get(f"/rsvp/{make_rsvp_token(987654)}").status_code == 404
     assert client.post(f"/rsvp/{tampered}", data={"answer": "ACCEPTED"}).status_code in (400, 404)
-    assert invitation_of(team, team.path).partstat == "NEEDS-ACTION"
+    assert invitation_of(team.meeting, team.path).partstat == "NEEDS-ACTION"
 
 
 def test_token_expires_with_its_max_age(team, client, app, monkeypatch) -> None:
     monkeypatch.setitem(app.config, "RSVP_TOKEN_MAX_AGE", 3600)
     with time_machine.travel(datetime(2030, 12, 1, 9, 0, tzinfo=UTC), tick=False):
-        token = make_rsvp_token(invitation_of(team, team.path).id)
+        token = make_rsvp_token(invitation_of(team.meeting, team.path).id)
         assert client.get(f"/rsvp/{token}").status_code == 200
     with time_machine.travel(datetime(2030, 12, 1, 11, 0, tzinfo=UTC), tick=False):
         response = client.get(f"/rsvp/{token}")
@@ -110,7 +104,7 @@ def test_token_expires_with_its_max_age(team, client, app, monkeypatch) -> None:
 
 def test_token_stops_working_when_the_meeting_has_ended(team, client, app, monkeypatch) -> None:
     monkeypatch.setitem(app.config, "RSVP_TOKEN_MAX_AGE", 20 * 365 * 24 * 3600)
-    token = make_rsvp_token(invitation_of(team, team.path).id)
+    token = make_rsvp_token(invitation_of(team.meeting, team.path).id)
     with time_machine.travel(datetime(2031, 1, 7, 9, 30, tzinfo=UTC), tick=False):
         response = client.get(f"/rsvp/{token}")
     assert response.status_code == 400 and "the meeting is over" in response.get_data(as_text=True)
@@ -119,7 +113,7 @@ def test_token_stops_working_when_the_meeting_has_ended(team, client, app, monke
 def test_cancelled_meeting_needs_no_answer(team, client) -> None:
     team.meeting.status = "cancelled"
     db.session.commit()
-    url = f"/rsvp/{make_rsvp_token(invitation_of(team, team.path).id)}"
+    url = f"/rsvp/{make_rsvp_token(invitation_of(team.meeting, team.path).id)}"
     page = client.get(url).get_data(as_text=True)
     assert "cancelled" in page and 'name="answer"' not in page
 
