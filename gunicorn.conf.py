@@ -17,9 +17,11 @@ worker_class = "sync"
 #: rolls back with the lost connection)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 30
-#: recycle workers now and then (bounded memory growth), not all at once
-max_requests = 2000
-max_requests_jitter = 200
+#: recycle workers now and then (bounded memory growth), not all at once. Not often: a new worker
+#: spends its first ~200 requests compiling templates and SQL (~3 s of CPU), which at 2,000 cost
+#: ~1.5 ms per request (bench/README.md)
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "50000"))
+max_requests_jitter = max_requests // 10
 preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"

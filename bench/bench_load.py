@@ -9,10 +9,11 @@ pass over all 10,000 cases runs beside it (niced, as the scheduler runs it).
 Creates a scratch database `tb_bench_load` (dropped afterwards), bulk-inserts 60 boards (10 per
 site, 6 sites, weekly, 3 specialist members each), their meetings for 12 weeks (capacity 150 min)
 and 10,000 ready cases (10 min each), starts `gunicorn -c gunicorn.conf.py wsgi:app` in the
-production configuration and drives it with an open-loop generator (pure Python: one thread
-paces requests at the given rate, a pool of threads sends them with http.client and signed-in
-session cookies). Latency is measured from the moment a request was *due*, so a stalled server
-counts against itself (no coordinated omission). Localhost only.
+production configuration and drives it with an open-loop generator (pure Python, one asyncio
+loop: each request is sent when it is due, on its own connection, with one of a few signed-in
+session cookies, whatever is still in flight). Latency is measured from the moment a request was
+*due*, so a stalled server counts against itself (no coordinated omission); a request not
+answered 5 s after it was due counts as dropped. Localhost only.
 
 Mix: 35 % case queue (`/cases`, a page of 50, optionally filtered by site), 30 % a case page
 (`/cases/<id>`, an audited PHI read: it appends to the audit chain), 25 % a meeting's agenda
@@ -22,9 +23,9 @@ Mix: 35 % case queue (`/cases`, a page of 50, optionally filtered by site), 30 %
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import os
-import queue
 import random
 import re
 import statistics
@@ -199,56 +200,66 @@ class Workload:
         return "feed", f"/feeds/boards/{self.rng.choice(self.feed_tokens)}.ics"
 
 
-def drive(port: int, workload: Workload, rate: float, duration: float, threads: int,
-          until: subprocess.Popen[Any] | None = None, max_duration: float = 600) -> list[Sample]:
-    """Send requests at `rate` per second for `duration` s (and, with `until`, on until that
-    process ends, at most `max_duration`); the samples."""
-    due: queue.Queue[tuple[float, str, str] | None] = queue.Queue()
+async def _get(port: int, path: str, cookie: str) -> int:
+    """One GET on a new connection (gunicorn's sync workers close each one); the status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        status_line = await reader.readline()
+        while await reader.read(65536):
+            pass
+        return int(status_line.split()[1])
+    finally:
+        writer.close()
+
+
+async def _drive(port: int, workload: Workload, cookies: list[str], rate: float, duration: float,
+                 until: subprocess.Popen[Any] | None, max_duration: float) -> list[Sample]:
     samples: list[Sample] = []
-    lock = threading.Lock()
+    in_flight: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
 
-    def worker() -> None:
-        client = Client(port)
-        client.sign_in("coordinator@bench.example.org")
-        ready.wait()
-        while (item := due.get()) is not None:
-            at, kind, path = item
-            if time.perf_counter() - at > MAX_LATE:  # the server is far behind: count, don't send
-                with lock:
-                    samples.append(Sample(kind, time.perf_counter() - at, -1))
-                continue
-            try:
-                status, _, _ = client.request("GET", path)
-            except (http.client.HTTPException, OSError):
-                status = 0
-            with lock:
-                samples.append(Sample(kind, time.perf_counter() - at, status))
-        client.close()
+    async def one(at: float, kind: str, path: str, cookie: str) -> None:
+        try:
+            status = await asyncio.wait_for(_get(port, path, cookie), timeout=at + MAX_LATE - loop.time())
+        except TimeoutError:
+            status = -1  # not answered MAX_LATE after it was due: counted as dropped
+        except OSError:
+            status = 0
+        samples.append(Sample(kind, loop.time() - at, status))
 
-    ready = threading.Event()
-    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    time.sleep(2.0)  # let every worker sign in (argon2) before the clock starts; not measured
-    ready.set()
-    start = time.perf_counter()
+    start = loop.time()
     n = 0
     while True:
         at = start + n / rate
         elapsed = at - start
         if elapsed >= max_duration or (elapsed >= duration and (until is None or until.poll() is not None)):
             break
-        pause = at - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)  # pacing the open-loop generator
+        await asyncio.sleep(max(0.0, at - loop.time()))  # pacing the open-loop generator
         kind, path = workload.next()
-        due.put((at, kind, path))
+        task = asyncio.create_task(one(at, kind, path, cookies[n % len(cookies)]))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
         n += 1
-    for _ in pool:
-        due.put(None)
-    for thread in pool:
-        thread.join(timeout=120)
+    if in_flight:
+        await asyncio.wait(in_flight)
     return samples
+
+
+def drive(port: int, workload: Workload, rate: float, duration: float, sessions: int,
+          until: subprocess.Popen[Any] | None = None, max_duration: float = 900) -> list[Sample]:
+    """Send requests at `rate` per second for `duration` s (and, with `until`, on until that
+    process ends, at most `max_duration`) from one asyncio loop, open loop: each request is sent
+    when due, on its own connection, whatever the server is still working on; the samples."""
+    cookies = []
+    for _ in range(sessions):  # signed in before the clock starts (argon2): not measured
+        client = Client(port)
+        client.sign_in("coordinator@bench.example.org")
+        cookies.append(client.cookie)
+        client.close()
+    return asyncio.run(_drive(port, workload, cookies, rate, duration, until, max_duration))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -300,10 +311,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
-    parser.add_argument("--threads", type=int, default=32, help="load generator connections")
+    parser.add_argument("--sessions", type=int, default=8, help="signed-in sessions the requests rotate over")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--skip-pass", action="store_true", help="measure idle only")
+    parser.add_argument("--warmup", type=float, default=20,
+                        help="seconds at a quarter of the rate first, not measured")
     args = parser.parse_args()
 
     with scratch_database(args.pg_url, SCRATCH) as url:
@@ -323,11 +336,13 @@ def main() -> None:
                 db.session.remove()
                 db.engine.dispose()
             print(f"machine: nproc={os.cpu_count()}, gunicorn sync workers={args.workers}, "
-                  f"rate={args.rate:.0f} req/s, {args.threads} client threads")
+                  f"rate={args.rate:.0f} req/s, {args.sessions} sessions")
             server = start_gunicorn(url, args.port, args.workers)
-            t = time.perf_counter()
-            samples = drive(args.port, workload, args.rate, args.duration, args.threads)
-            report("idle", samples, time.perf_counter() - t - 2)
+            # a new worker spends its first requests compiling templates and SQL: warm every
+            # worker up (not measured), as a server that has been running for a while is
+            drive(args.port, workload, args.rate / 4, args.warmup, args.sessions)
+            samples = drive(args.port, workload, args.rate, args.duration, args.sessions)
+            report("idle", samples, len(samples) / args.rate)
             if args.skip_pass:
                 return
             env = {**os.environ, "DATABASE_URL": url, "TUMORBOARD_CONFIG": "production",
@@ -345,13 +360,12 @@ def main() -> None:
 
             waiter = threading.Thread(target=wait_pass)
             waiter.start()
-            t = time.perf_counter()
-            samples = drive(args.port, workload, args.rate, args.duration, args.threads, until=assign)
+            samples = drive(args.port, workload, args.rate, args.duration, args.sessions, until=assign)
             waiter.join()
             log.seek(0)
             out = err = log.read()
             log.close()
-            report("during an assignment pass over every case", samples, time.perf_counter() - t - 2)
+            report("during an assignment pass over every case", samples, len(samples) / args.rate)
             print(f"\nassignment pass: {timer['pass']:.1f} s wall (import + build + solve + apply + commit), "
                   f"exit {assign.returncode}; {out.strip().splitlines()[-1] if out.strip() else err[-500:]}")
             with app.app_context():

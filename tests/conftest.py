@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_sqlalchemy.session import Session as FlaskSession
@@ -128,3 +129,12 @@ def pg_app(scratch_postgres: str) -> Iterator[Flask]:
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def consensus_clock() -> Iterator[None]:
+    """Time frozen at CONSENSUS_NOW (the consensus tests' `pytestmark`)."""
+    from tests.factories import CONSENSUS_NOW
+
+    with time_machine.travel(CONSENSUS_NOW, tick=False):
+        yield

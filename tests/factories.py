@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from tumorboard.auth.models import User
@@ -129,6 +129,10 @@ def make_calendar_team(**board_kw: Any) -> Any:
 
 
 # --- consensus tests: a meeting that has started, a scheduled case on its agenda, invitations
+#: the consensus tests' clock: two hours after make_consensus_setup()'s meeting started
+CONSENSUS_NOW = datetime(2031, 1, 7, 10, 0, tzinfo=UTC)
+
+
 def make_consensus_setup(*, start: Any = None, **case_kw: Any) -> Any:
     """A breast board meeting (default: 7 Jan 2031 08:00 UTC) with a scheduled synthetic case on
     its agenda, the referring oncologist (the chair), a second oncologist, a coordinator and
@@ -157,6 +161,24 @@ def make_consensus_setup(*, start: Any = None, **case_kw: Any) -> Any:
     db.session.flush()
     return SimpleNamespace(onc=onc, other_onc=other_onc, coord=coord, path=path, rad=rad, surg=surg,
                            nurse=nurse, board=board, meeting=meeting, case=case, assignment=assignment)
+
+
+def make_signed_consensus() -> Any:
+    """`make_consensus_setup()` with a consensus signed by the chair (`.consensus`): a synthetic
+    breast recommendation whose follow-up (the chair's) is due on 1 February 2031. Committed."""
+    from datetime import date
+
+    from tumorboard.consensus import services
+
+    s = make_consensus_setup()
+    s.consensus = services.create_draft(s.case, s.meeting, {
+        "board_diagnosis": "Invasive ductal carcinoma (synthetic)", "concordance": "concordant",
+        "management_changed": False, "recommendation_kinds": ["surgery"],
+        "recommendation": "Wide local excision.", "followup_due": date(2031, 2, 1),
+    }, actor=s.onc)
+    services.sign(s.consensus, actor=s.onc)
+    db.session.commit()
+    return s
 
 
 def invitation_of(meeting: Any, user: User) -> Any:

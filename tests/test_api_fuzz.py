@@ -10,6 +10,7 @@ only 404s. Writes accumulate within the test; its transaction is rolled back at 
 from __future__ import annotations
 
 import os
+from datetime import date
 from typing import Any
 
 import pytest
@@ -26,10 +27,12 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.factories import make_case, make_consensus_setup, make_user, register_test_case
+from tests.factories import make_case, make_consensus_setup, make_user, put_on_agenda, register_test_case
 from tumorboard.api import API_PREFIX
 from tumorboard.auth.services import issue_api_token
+from tumorboard.consensus.models import Consensus, ConsensusFollowup
 from tumorboard.consensus.services import create_draft
+from tumorboard.db import now_utc
 from tumorboard.extensions import db
 from tumorboard.vocab import ROLES
 
@@ -52,7 +55,7 @@ KNOWN_VALUES = {
 ID_FIELDS = {
     "case_id": "case", "meeting_id": "meeting", "board_id": "board", "record_id": "record",
     "assignment_id": "assignment", "consensus_id": "consensus",
-    "referring_oncologist_id": "oncologist", "followup_owner_id": "oncologist",
+    "referring_oncologist_id": "oncologist", "followup_owner_id": "oncologist", "followup_id": "followup",
 }
 
 
@@ -69,14 +72,16 @@ def api_schema(app: Flask) -> Any:
 
 @pytest.fixture
 def fuzz_world(app: Flask) -> dict[str, Any]:
-    """A user with every role and its token; a board with a meeting, cases, records, an assignment
-    and a draft consensus. Returns the Authorization header and the seeded ids by kind."""
+    """A user with every role and its token; a board with a meeting, cases, records, an assignment,
+    a draft consensus and a signed one whose follow-up the user owns. Returns the Authorization
+    header and the seeded ids by kind."""
     user = make_user(*ROLES, specialty="medical_oncology", name="Fuzz All-Roles")
     _, secret = issue_api_token(user, "fuzz")
     s = make_consensus_setup()
     cases = [register_test_case(oncologist=s.onc) for _ in range(2)]
     cases.append(make_case(oncologist=s.onc, status="ready", specialties=()))
     consensus = create_draft(s.case, s.meeting, {"recommendation": "Surgery first."}, actor=s.onc)
+    followup = _signed_followup(s, owner=user)
     db.session.commit()  # the test's savepoint: the requests see it, the test rollback removes it
     ids = {
         "case": [s.case.id, *(c.id for c in cases)],
@@ -86,8 +91,25 @@ def fuzz_world(app: Flask) -> dict[str, Any]:
         "assignment": [s.assignment.id],
         "consensus": [consensus.id],
         "oncologist": [s.onc.id, s.other_onc.id, user.id],
+        "followup": [followup.id],
     }
     return {"headers": {"Authorization": f"Bearer {secret}"}, "ids": ids}
+
+
+def _signed_followup(s: Any, owner: Any) -> ConsensusFollowup:
+    """A discussed case on the setup's meeting with a signed consensus (rows written directly: the
+    meeting has not started yet) and its open follow-up owned by `owner`."""
+    case = make_case(oncologist=s.onc, status="discussed")
+    put_on_agenda(case, s.meeting, active=False)
+    consensus = Consensus(case_id=case.id, meeting_id=s.meeting.id, status="signed",
+                          signed_at=now_utc(), signed_by_id=s.onc.id, recommendation="Surgery.")
+    db.session.add(consensus)
+    db.session.flush()
+    followup = ConsensusFollowup(consensus_id=consensus.id, case_id=case.id, owner_id=owner.id,
+                                 due=date(2031, 2, 1))
+    db.session.add(followup)
+    db.session.flush()
+    return followup
 
 
 def _seed(case: Any, data: st.DataObject, ids: dict[str, list[int]]) -> None:

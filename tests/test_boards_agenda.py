@@ -227,6 +227,21 @@ def test_agenda_actions_reorder_pin_move_remove_freeze(client: FlaskClient, coor
     assert meeting.agenda_frozen_at is None
 
 
+def test_move_page_offers_meetings_of_boards_serving_the_site(client: FlaskClient, coordinator) -> None:
+    board = make_board(sites=("breast",))
+    meeting, later = meetings_of(board)[:2]
+    lung_meeting = meetings_of(make_board(sites=("lung",)))[0]
+    assignment = svc.assign(ready_case(mrn="SYN-MOVE"), meeting, source="engine", now=NOW)
+    assert f"/assignments/{assignment.id}/move" in client.get(agenda_url(meeting)).get_data(as_text=True)
+
+    page = client.get(f"/assignments/{assignment.id}/move").get_data(as_text=True)
+    assert "SYN-MOVE" in page
+    assert f'value="{later.id}"' in page  # the board's next meeting
+    assert f'value="{meeting.id}"' not in page and f'value="{lung_meeting.id}"' not in page
+    read = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "case.read")).all()[-1]
+    assert read.object_id == str(assignment.case_id) and read.details == {"what": "move form"}
+
+
 def test_agenda_refusals_show_a_message_and_change_nothing(client: FlaskClient, coordinator) -> None:
     breast = make_board(sites=("breast",))
     lung_meeting = meetings_of(make_board(sites=("lung",), specialties=("pathology",)))[0]

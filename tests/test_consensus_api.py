@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.factories import make_calendar_meeting, make_consensus_setup, put_on_agenda
+from tests.factories import CONSENSUS_NOW, make_calendar_meeting, make_consensus_setup, put_on_agenda
 from tumorboard.audit.models import AuditEvent
 from tumorboard.auth.services import issue_api_token
 from tumorboard.consensus.models import Consensus, ConsensusAmendment
 from tumorboard.extensions import db
 from tumorboard.notifications.models import OutboxMessage
 
-NOW = datetime(2031, 1, 7, 10, 0, tzinfo=UTC)
+NOW = CONSENSUS_NOW
 
-
-@pytest.fixture(autouse=True)
-def _frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("consensus_clock")
 
 
 @pytest.fixture

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 import sqlalchemy as sa
-import time_machine
 from flask import Flask
 
-from tests.factories import make_consensus_setup
+from tests.factories import CONSENSUS_NOW, make_consensus_setup
 from tumorboard.consensus import services
 from tumorboard.consensus.models import Consensus, ConsensusAmendment, ImmutableRecordError
 from tumorboard.extensions import db
 
-NOW = datetime(2031, 1, 7, 10, 0, tzinfo=UTC)
+NOW = CONSENSUS_NOW
 
-
-@pytest.fixture(autouse=True)
-def _frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("consensus_clock")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -12,21 +11,17 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.factories import make_calendar_meeting, make_consensus_setup, put_on_agenda
+from tests.factories import CONSENSUS_NOW, make_calendar_meeting, make_consensus_setup, put_on_agenda
 from tests.helpers import login, post_form
 from tumorboard.audit.models import AuditEvent
 from tumorboard.consensus.models import Consensus, ConsensusAmendment, ConsensusFollowup
 from tumorboard.extensions import db
 from tumorboard.notifications.models import OutboxMessage
 
-NOW = datetime(2031, 1, 7, 10, 0, tzinfo=UTC)  # two hours after the meeting started
+NOW = CONSENSUS_NOW
 OVERDUE = '<span class="badge overdue">Overdue</span>'
 
-
-@pytest.fixture(autouse=True)
-def _frozen() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("consensus_clock")
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def statuses() -> list[str]:
 def test_connection_dropped_during_the_assign_job_leaves_nothing_half_applied(
     pg_app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tumorboard.cases import assignments
+    from tumorboard.planning import bulk
 
     now = datetime.now(UTC)
     with pg_app.app_context():
@@ -87,18 +87,16 @@ def test_connection_dropped_during_the_assign_job_leaves_nothing_half_applied(
         audit_before = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent))
         db.session.remove()
 
-    real_assign, calls = assignments.assign, []
+    real_status = bulk.change_status_many
 
-    def assign_then_lose_the_database(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 6:  # five cases placed (flushed, not committed), then the connection dies
-            terminate_own_backend()
-        return real_assign(*args, **kwargs)
+    def lose_the_database_then_schedule(*args: Any, **kwargs: Any) -> Any:
+        terminate_own_backend()  # the cases placed (written, not committed), then the connection dies
+        return real_status(*args, **kwargs)
 
-    monkeypatch.setattr(assignments, "assign", assign_then_lose_the_database)
+    monkeypatch.setattr(bulk, "change_status_many", lose_the_database_then_schedule)
     with pytest.raises(OperationalError):
         run_job(pg_app, "assign", JOBS["assign"])
-    monkeypatch.setattr(assignments, "assign", real_assign)
+    monkeypatch.setattr(bulk, "change_status_many", real_status)
 
     with pg_app.app_context():  # rolled back as a whole: no case placed, nothing audited
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Assignment)) == 0

@@ -108,17 +108,36 @@ def audit_cli() -> None:
     """The hash-chained audit trail."""
 
 
+def _parse_anchor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    count, _, digest = value.strip().partition(":")
+    digest = digest.lower()
+    if not count.isdigit() or len(digest) != 64 or set(digest) - set("0123456789abcdef"):
+        raise click.BadParameter("give the head as N:HASH (rows, then 64 hex digits), as verify prints it")
+    return int(count), digest
+
+
 @audit_cli.command("verify")
 @click.option("--batch", default=1000, show_default=True, help="Rows read per query.")
+@click.option("--anchor", callback=_parse_anchor, metavar="N:HASH",
+              help="A head printed earlier and kept outside the database: row N must still have HASH.")
 @with_appcontext
-def audit_verify_command(batch: int) -> None:
-    """Check every row's hash and link; exit 1 naming the first edited, deleted or inserted row."""
-    from tumorboard.audit.services import chain_head, find_tampering
+def audit_verify_command(batch: int, anchor: tuple[int, str] | None) -> None:
+    """Check every row's hash and link; exit 1 naming the first edited, deleted or inserted row.
+    Prints the head as N:HASH; with --anchor, a tail cut or rewritten since then fails too."""
+    from tumorboard.audit.services import chain_head, check_anchor, find_tampering
 
     problem = find_tampering(batch=batch)
     if problem is not None:
         click.echo(f"audit trail TAMPERED: {problem.message}", err=True)
         click.echo(f"first bad row: id={problem.id} action={problem.action} problem={problem.kind}", err=True)
         raise SystemExit(1)
+    mismatch = check_anchor(*anchor) if anchor is not None else None
+    if mismatch is not None:
+        click.echo(f"audit trail TAMPERED: anchor {anchor[0]}:{anchor[1]} does not hold: {mismatch}",
+                   err=True)
+        raise SystemExit(1)
     count, head = chain_head()
-    click.echo(f"audit trail intact: {count} rows, head {head}")
+    held = f" (anchor {anchor[0]} holds)" if anchor is not None else ""
+    click.echo(f"audit trail intact: {count} rows, head {count}:{head}{held}")

@@ -5,8 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from flask import flash
+from markupsafe import Markup, escape
+from wtforms.widgets import Select
 
 from tumorboard.errors import DomainError
+
+
+class QuickSelect(Select):
+    """wtforms' select widget with a plain-string option renderer: the same HTML, but a list of
+    a few hundred options renders in a fraction of a millisecond instead of several."""
+
+    @classmethod
+    def render_option(cls, choice: Any, **kwargs: Any) -> Markup:
+        if choice.render_kw or kwargs or isinstance(choice.value, bool):
+            return super().render_option(choice, **kwargs)
+        selected = " selected" if choice.selected else ""
+        text = choice.label or choice.value
+        value, text = escape(choice.value), escape(text)  # both escaped: safe to mark up
+        return Markup(f'<option{selected} value="{value}">{text}</option>')  # noqa: S704
 
 
 def show_errors(form: Any, error: DomainError) -> None:

@@ -42,6 +42,8 @@ STATIC_HEADERS = {
 
 SIGNED_IN_AT = "_signed_in_at"
 LAST_SEEN = "_last_seen"
+#: activity is stamped at most this often (seconds): idle logoff is exact to within it
+LAST_SEEN_STEP = 10
 
 
 def _now() -> int:
@@ -73,7 +75,8 @@ def _session_expired() -> tuple[str, str] | None:
         return "idle", f"You were signed out after {idle_minutes} minutes of inactivity."
     if now - signed_in_at > absolute_hours * 3600:
         return "lifetime", f"You were signed out: a session lasts at most {absolute_hours} hours."
-    session[LAST_SEEN] = now
+    if now - last_seen >= LAST_SEEN_STEP:  # not on every request: no new cookie each time
+        session[LAST_SEEN] = now
     return None
 
 
@@ -113,7 +116,8 @@ def set_security_headers(response: Response) -> Response:
         response.headers.setdefault("Strict-Transport-Security", f"max-age={hsts}; includeSubDomains")
     if request.endpoint == "static":
         return response
-    if request.path.startswith("/api/") or current_user.is_authenticated:
+    # is_anonymous, not is_authenticated: the latter reads `active`, a reload after a commit
+    if request.path.startswith("/api/") or not current_user.is_anonymous:
         response.headers["Cache-Control"] = "no-store"
         response.headers.pop("Expires", None)
         response.headers.pop("ETag", None)

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from types import SimpleNamespace
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import has_request_context, request
 from flask_login import current_user
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tumorboard.audit.models import AuditEvent
 from tumorboard.db import now_utc
@@ -95,16 +97,67 @@ def record(
     )
     db.session.add(event)
     db.session.flush()
-    db.session.info.setdefault(_PENDING, []).append(event)
+    db.session.info.setdefault(_PENDING, []).append(event.id)
     return event
 
 
+def record_many(
+    events: Iterable[tuple[str, str | None, int | str | None, dict[str, Any] | None]],
+    *,
+    actor: Any = None,
+) -> list[int]:
+    """`record` for many events at once: each (action, object_type, object_id, details) is
+    inserted, in the given order, by one executemany INSERT, and sealed at commit like any
+    other. Returns their ids (ascending)."""
+    if actor is None and has_request_context() and current_user.is_authenticated:
+        actor = current_user
+    common = {"at": now_utc(), "actor_id": getattr(actor, "id", None),
+              "actor_email": getattr(actor, "email", None),
+              "ip": request.remote_addr if has_request_context() else None}
+    rows = [{**common, "action": action, "object_type": object_type,
+             "object_id": None if object_id is None else str(object_id), "details": _plain_json(details)}
+            for action, object_type, object_id, details in events]
+    if not rows:
+        return []
+    table = AuditEvent.__table__
+    if db.session.get_bind().dialect.name == "postgresql":
+        ids = _insert_from_json(common, rows)
+    else:
+        ids = sorted(db.session.scalars(sa.insert(table).returning(table.c.id), rows))
+    db.session.info.setdefault(_PENDING, []).extend(ids)
+    return ids
+
+
+def _insert_from_json(common: dict[str, Any], rows: list[dict[str, Any]]) -> list[int]:
+    # PostgreSQL: one INSERT … SELECT over one JSON array parameter, in the rows' order: ~0.1 s for
+    # 10,000 rows, against ~0.9 s for RETURNING through 1,000-row VALUES statements (psycopg
+    # parses every placeholder) and ~0.5 s for text arrays (escaped element by element).
+    table = AuditEvent.__table__
+    varying = ("action", "object_type", "object_id", "details")
+    payload = json.dumps([[row[name] for name in varying] for row in rows])
+    source = sa.func.json_array_elements(sa.cast(sa.literal(payload), sa.JSON)).table_valued(
+        "value", with_ordinality="n").render_derived()
+    select = sa.select(
+        *(sa.literal(value, table.c[name].type).label(name) for name, value in common.items()),
+        *(source.c.value.op("->>")(index) for index in range(3)), source.c.value.op("->")(3),
+    ).order_by(source.c.n)
+    insert = sa.insert(table).from_select([*common, *varying], select)
+    return sorted(db.session.scalars(insert.returning(table.c.id)))
+
+
 def seal(session: Any) -> None:
-    """Chain the events this transaction recorded: run just before it commits, under the lock."""
+    """Chain the events this transaction recorded: run just before it commits, under the lock.
+    Hashes the rows as stored (as verification reads them); one executemany UPDATE."""
     if session.in_nested_transaction():
         return  # a savepoint is being released; the real commit comes later
-    pending = [e for e in session.info.pop(_PENDING, []) if sa.inspect(e).persistent]
+    pending = set(session.info.pop(_PENDING, []))
     if not pending:
+        return
+    table = AuditEvent.__table__
+    rows = [row for row in session.execute(  # a rolled-back savepoint took its rows away
+        sa.select(table).where(table.c.id.between(min(pending), max(pending)), table.c.seq.is_(None))
+        .order_by(table.c.id)) if row.id in pending]
+    if not rows:
         return
     _lock_chain()
     head = session.execute(
@@ -112,11 +165,22 @@ def seal(session: Any) -> None:
         .order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
     seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
-    for event in sorted(pending, key=lambda e: e.id):
+    sealed = []
+    for row in rows:
         seq += 1
-        event.seq, event.prev_hash = seq, prev
-        event.hash = prev = _hash(event)
-    session.flush()
+        event = SimpleNamespace(**{**row._asdict(), "seq": seq, "prev_hash": prev})
+        prev = _hash(event)
+        sealed.append({"b_id": row.id, "b_seq": seq, "b_prev": event.prev_hash, "b_hash": prev})
+    session.execute(
+        sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
+            seq=sa.bindparam("b_seq"), prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash")),
+        sealed)
+    mapper = sa.inspect(AuditEvent)
+    for values in sealed:  # the session's objects as written, not dirty
+        held = session.identity_map.get(mapper.identity_key_from_primary_key((values["b_id"],)))
+        if held is not None:
+            for name, key in (("seq", "b_seq"), ("prev_hash", "b_prev"), ("hash", "b_hash")):
+                set_committed_value(held, name, values[key])
 
 
 def _forget_pending(session: Any) -> None:
@@ -201,6 +265,26 @@ def iter_rows(batch: int = 1000) -> Iterator[sa.Row[Any]]:
             return
         yield from rows
         last = rows[-1].seq
+
+
+def check_anchor(n: int, expected: str) -> str | None:
+    """Compare the trail with a head `n:expected` written down earlier, outside the database
+    (`chain_head()`): what is wrong, else None. Catches what the links cannot: rows deleted from
+    the end (fewer than n rows) or a tail rewritten and re-chained (row n has another hash). Run
+    it after `find_tampering()`, whose links vouch for the rows before row n."""
+    if n == 0:
+        return None if expected == GENESIS else f"anchor 0:{expected} is not the head of an empty trail"
+    actual = db.session.scalar(sa.select(AuditEvent.hash).where(AuditEvent.seq == n))
+    if actual is None:
+        count, _ = chain_head()
+        if count < n:
+            return (f"the trail has {count} rows but the anchor names row {n}: rows were deleted "
+                    "from its end")
+        return f"no row at position {n} of the chain, which the anchor names"
+    if actual != expected:
+        return (f"row {n} has hash {actual}, the anchor says {expected}: the trail was rewritten at "
+                f"or before row {n}")
+    return None
 
 
 # --- reading the trail (admin page) ---------------------------------------------------------

@@ -138,6 +138,11 @@ PERMISSIONS: dict[str, Allow] = {
     "api_consensus.consensus_patch": allow(roles("coordinator", "oncologist")),
     "api_consensus.consensus_sign": allow(roles("oncologist")),
     "api_consensus.consensus_amend": allow(roles("oncologist")),
+    # follow-ups as on the /followups pages; a specialist reads consensus records only of cases on
+    # their boards' agendas (checked in the views and API: consensus.services.can_read)
+    "api_consensus.followups_list": allow(roles("oncologist")),
+    "api_consensus.followups_overdue": allow(roles("coordinator", "oncologist")),
+    "api_consensus.followup_confirm": allow(roles("oncologist")),
     # --- home and metrics
     # the home page (main.index, above) shows each role's own sections; metrics list breaching
     # cases by MRN (PHI, audited): coordinators and oncologists only; plots are aggregates

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app, has_request_context, request
+from sqlalchemy.orm import joinedload
 
 from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import record
@@ -286,9 +287,10 @@ def init_login(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(session_token: str) -> User | None:
-        return db.session.scalar(
-            sa.select(User).where(User.session_token == session_token, User.active.is_(True))
-        )
+        return db.session.execute(  # one round trip for the user and their roles
+            sa.select(User).options(joinedload(User.roles))
+            .where(User.session_token == session_token, User.active.is_(True))
+        ).unique().scalar_one_or_none()
 
     @login_manager.request_loader
     def load_user_from_token(_request: object) -> User | None:

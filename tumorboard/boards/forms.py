@@ -20,6 +20,7 @@ from wtforms import (
 )
 from wtforms.validators import URL, AnyOf, DataRequired, InputRequired, Length, NumberRange, Optional
 
+from tumorboard.forms import QuickSelect
 from tumorboard.vocab import SITES, SPECIALTIES, label
 
 
@@ -91,7 +92,7 @@ class ActionForm(FlaskForm):
 
 
 class AddCaseForm(FlaskForm):
-    case_id = SelectField("Case", coerce=int, choices=[], validators=[InputRequired()])
+    case_id = SelectField("Case", coerce=int, choices=[], validators=[InputRequired()], widget=QuickSelect())
     pinned = BooleanField("Pin to this meeting", default=True)
 
 

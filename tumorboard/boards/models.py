@@ -43,9 +43,8 @@ class Board(db.Model):
     specialties: Mapped[list[BoardSpecialty]] = relationship(
         cascade="all, delete-orphan", lazy="selectin"
     )
-    members: Mapped[list[BoardMember]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin"
-    )
+    #: loaded when asked for (lists: boards_query): an agenda or a feed does not need them
+    members: Mapped[list[BoardMember]] = relationship(cascade="all, delete-orphan")
 
     @property
     def site_names(self) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,10 +18,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from dateutil.rrule import HOURLY, MINUTELY, SECONDLY, rrule, rrulestr
 from flask import current_app
+from sqlalchemy.orm import selectinload
 
 from tumorboard.audit.services import record
 from tumorboard.auth.models import User
 from tumorboard.boards.models import Board, BoardMember, BoardSite, BoardSpecialty, Meeting
+from tumorboard.cases.models import Case
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
@@ -194,10 +197,25 @@ def create_board(values: dict[str, Any], *, now: datetime | None = None) -> Boar
     return board
 
 
+@dataclass(frozen=True)
+class BoardChange:
+    """What `change_board` did: the board, and the cases it took off the board's upcoming
+    meetings because the board no longer serves their site."""
+
+    board: Board
+    taken_off: list[Case]
+
+
 def update_board(board: Board, changes: dict[str, Any], *, now: datetime | None = None) -> Board:
+    """Change a board (see `change_board`) and return it."""
+    return change_board(board, changes, now=now).board
+
+
+def change_board(board: Board, changes: dict[str, Any], *, now: datetime | None = None) -> BoardChange:
     """Change a board. A new schedule cancels its future meetings that no longer fit the rule
     (their cases go back to ready) and materialises the new ones; a new location or capacity
-    reaches future meetings that still carry the old value. Deactivating cancels future meetings."""
+    reaches future meetings that still carry the old value. Deactivating cancels future meetings.
+    A site the board stops serving takes that site's cases off its upcoming meetings."""
     now = now or now_utc()
     before = board_values(board)
     values = {**before, **changes}
@@ -224,12 +242,30 @@ def update_board(board: Board, changes: dict[str, Any], *, now: datetime | None 
     if not board.active:
         for meeting in _future_meetings(board, now):
             cancel_meeting(meeting, now=now)
-        return board
+        return BoardChange(board, [])
+    taken_off = _take_off_unserved(board, set(before["sites"]) - set(after["sites"]), now)
     schedule_changed = any(before[k] != after[k] for k in SCHEDULE_FIELDS)
     for meeting in _future_meetings(board, now):
         _follow_board(meeting, board, before, schedule_changed, now)
     materialise_meetings(board, now=now)
-    return board
+    return BoardChange(board, taken_off)
+
+
+def _take_off_unserved(board: Board, dropped: set[str], now: datetime) -> list[Case]:
+    """Take the cases of the `dropped` sites off the board's upcoming scheduled meetings (frozen
+    agendas too: a coordinator edits boards), each as a coordinator's removal (back to ready,
+    audited, `case_needs_scheduling` sent)."""
+    from tumorboard.cases.assignments import agenda, unassign
+
+    if not dropped:
+        return []
+    taken_off = [unassign(item, source="coordinator", now=now)
+                 for meeting in _future_meetings(board, now)
+                 for item in agenda(meeting) if item.case.site in dropped]
+    if taken_off:
+        record("board.sites_dropped", "board", board.id, details={
+            "sites": sorted(dropped), "case_ids": [c.id for c in taken_off]})
+    return taken_off
 
 
 def _follow_board(meeting: Meeting, board: Board, before: dict[str, Any], schedule_changed: bool,
@@ -543,8 +579,8 @@ def meetings_query(*, user: Any = None, board_id: int | None = None, start: date
 
 
 def boards_query(*, active: bool | None = None) -> sa.Select[tuple[Board]]:
-    """Boards by name."""
-    query = sa.select(Board).order_by(Board.name)
+    """Boards by name, with their members."""
+    query = sa.select(Board).options(selectinload(Board.members)).order_by(Board.name)
     if active is not None:
         query = query.where(Board.active.is_(active))
     return query

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -31,7 +32,8 @@ from tumorboard.calendar.quorum import meeting_quorum
 from tumorboard.calendar.services import board_feed_url, rotate_board_feed_token
 from tumorboard.cases import assignments as agenda_service
 from tumorboard.cases.models import Assignment, Case
-from tumorboard.db import now_utc
+from tumorboard.cases.services import read_case
+from tumorboard.db import MAX_INT, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.forms import show_errors
@@ -40,13 +42,17 @@ from tumorboard.vocab import label
 bp = Blueprint("boards", __name__)
 
 #: the "add a case" list offers the eligible cases with the earliest deadlines, not thousands
-ADD_CHOICES = 200
+ADD_CHOICES = 50
 
 Page = str | Response | tuple[str, int]
 
 
 def _fmt(meeting: Meeting, at: datetime | None = None) -> str:
-    return services.local_time(meeting, at).strftime("%a %d %b %Y %H:%M %Z")
+    return _fmt_at(at or meeting.start_at, meeting.board.timezone)
+
+
+def _fmt_at(at: datetime, timezone: str) -> str:
+    return at.astimezone(ZoneInfo(timezone)).strftime("%a %d %b %Y %H:%M %Z")
 
 
 # --- boards -----------------------------------------------------------------------------------
@@ -89,13 +95,16 @@ def board(board_id: int) -> Page:
     form.member_ids.choices = _member_choices()
     if form.validate_on_submit():
         try:
-            services.update_board(board, form.values())
+            change = services.change_board(board, form.values())
         except DomainError as error:
             db.session.rollback()
             show_errors(form, error)
         else:
             db.session.commit()
             flash("Board saved.", "info")
+            if change.taken_off:
+                flash(f"{len(change.taken_off)} case(s) of sites the board no longer serves were taken "
+                      "off its upcoming meetings; they are back in the queue.", "info")
             return redirect(url_for("boards.board", board_id=board.id))
     upcoming = db.session.scalars(
         services.meetings_query(board_id=board.id, start=now_utc() - timedelta(hours=12)).limit(20)).all()
@@ -191,35 +200,37 @@ def _readable_meeting(meeting_id: int) -> Meeting:
 
 
 def _agenda_page(meeting: Meeting, status: int = 200, **forms: Any) -> tuple[str, int]:
-    """Render the agenda and record the read (names and MRNs are PHI)."""
+    """Render the agenda and record the read (names and MRNs are PHI); the page goes out only
+    once the read is committed."""
     items = agenda_service.agenda(meeting)
     record("meeting.agenda_read", "meeting", meeting.id,
            details={"case_ids": [a.case_id for a in items]})
     coordinator = current_user.has_role("coordinator")
-    quorum = meeting_quorum(meeting)
+    quorum = meeting_quorum(meeting, [a.case for a in items])
     context: dict[str, Any] = {"meeting": meeting, "items": items, "fmt": _fmt,
                                "used": sum(a.minutes for a in items), "coordinator": coordinator,
                                "quorum": quorum}
     if coordinator:
         add = forms.get("add_form") or AddCaseForm()
-        add.case_id.choices = choices((c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}")
-                                      for c in db.session.scalars(
-                                          agenda_service.eligible_cases(meeting).limit(ADD_CHOICES)))
-        context.update(add_form=add, action=ActionForm(), targets=_move_targets(meeting, items))
+        add.case_id.choices = choices(
+            (c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}")
+            for c in db.session.execute(agenda_service.eligible_cases(meeting).with_only_columns(
+                Case.id, Case.mrn, Case.display_name, Case.site, Case.status).limit(ADD_CHOICES)))
+        context.update(add_form=add, action=ActionForm())
+    page = render_template("boards/agenda.html", **context)
     db.session.commit()
-    return render_template("boards/agenda.html", **context), status
+    return page, status
 
 
-def _move_targets(meeting: Meeting, items: list[Assignment]) -> dict[int, list[tuple[int, str]]]:
-    """Per assignment: the other upcoming scheduled meetings of boards serving its case's site."""
-    targets: dict[int, list[tuple[int, str]]] = {}
-    for item in items:
-        serving = sa.select(BoardSite.board_id).where(BoardSite.site == item.case.site)
-        rows = db.session.scalars(services.meetings_query(start=now_utc(), status="scheduled")
-                                  .where(Meeting.board_id.in_(serving), Meeting.id != meeting.id)
-                                  .limit(30)).all()
-        targets[item.id] = [(m.id, f"{m.board.name} · {_fmt(m)}") for m in rows]
-    return targets
+def _move_targets(assignment: Assignment, site: str) -> list[SelectChoice]:
+    """The other upcoming scheduled meetings (the first 30) of boards serving `site`."""
+    serving = sa.select(BoardSite.board_id).where(BoardSite.site == site)
+    rows = db.session.execute(
+        services.meetings_query(start=now_utc(), status="scheduled")
+        .where(Meeting.board_id.in_(serving), Meeting.id != assignment.meeting_id)
+        .join(Board, Board.id == Meeting.board_id)
+        .with_only_columns(Meeting.id, Meeting.start_at, Board.name, Board.timezone).limit(30))
+    return choices((m.id, f"{m.name} · {_fmt_at(m.start_at, m.timezone)}") for m in rows)
 
 
 @bp.route("/meetings/<int:meeting_id>")
@@ -303,8 +314,12 @@ def _after_change(meeting: Meeting, done: str) -> Response:
 def agenda_add(meeting_id: int) -> Page:
     meeting = db.get_or_404(Meeting, meeting_id)
     form = AddCaseForm()
-    form.case_id.choices = choices((c.id, c.mrn)
-                                   for c in db.session.scalars(agenda_service.eligible_cases(meeting)))
+    chosen = request.form.get("case_id", type=int)
+    if chosen is None or not 0 < chosen <= MAX_INT:
+        chosen = 0
+    form.case_id.choices = choices(  # the chosen case if it is eligible, not all the eligible ones
+        (c.id, c.mrn) for c in db.session.execute(agenda_service.eligible_cases(meeting).where(
+            Case.id == chosen).with_only_columns(Case.id, Case.mrn)))
     if not form.validate_on_submit():
         flash("Choose a ready or scheduled case of a site this board serves.", "error")
         return _agenda_page(meeting, 422, add_form=form)
@@ -356,9 +371,17 @@ def assignment_remove(assignment_id: int) -> Page:
                               "Case removed from the agenda; it is back in the queue.")
 
 
-@bp.route("/assignments/<int:assignment_id>/move", methods=["POST"])
+@bp.route("/assignments/<int:assignment_id>/move", methods=["GET", "POST"])
 def assignment_move(assignment_id: int) -> Page:
     form = MoveCaseForm()
+    if request.method == "GET":  # where to: a page of its own, so the agenda stays light
+        assignment = db.get_or_404(Assignment, assignment_id)
+        case = read_case(assignment.case_id, what="move form")
+        form.meeting_id.choices = _move_targets(assignment, case.site)
+        page = render_template("boards/assignment_move.html", form=form, assignment=assignment,
+                               case=case, meeting=db.session.get(Meeting, assignment.meeting_id), fmt=_fmt)
+        db.session.commit()
+        return page
 
     def _move(assignment: Assignment, _meeting: Meeting) -> None:
         target = db.session.get(Meeting, form.meeting_id.data or 0)

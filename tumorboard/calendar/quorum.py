@@ -57,10 +57,11 @@ def _quorum(required: set[str], accepted: frozenset[str]) -> Quorum:
                   missing=missing, met=not missing)
 
 
-def meeting_quorum(meeting: Meeting) -> Quorum:
-    """Quorum of `meeting`: the board's core specialties plus those of the cases on its agenda."""
+def meeting_quorum(meeting: Meeting, cases: list[Case] | None = None) -> Quorum:
+    """Quorum of `meeting`: the board's core specialties plus those of the cases on its agenda
+    (`cases`, when the caller has loaded them already)."""
     required = set(meeting.board.specialty_names)
-    for case in cases_on_agenda(meeting):
+    for case in cases_on_agenda(meeting) if cases is None else cases:
         required.update(case.specialty_names)
     return _quorum(required, accepted_specialties(meeting))
 

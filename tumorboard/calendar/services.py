@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
@@ -519,22 +519,24 @@ _FEED_CACHE_SIZE = 128
 _FEED_CACHE_LOCK = threading.Lock()
 
 
-def _feed_key(meetings: Sequence[Meeting], name: str) -> str:
-    digest = hashlib.sha256()
-    digest.update(repr((name, base_url(), sender_address())).encode())
-    for m in meetings:
-        board = m.board
-        digest.update(repr((
-            m.id, m.ical_uid, m.sequence, m.status, m.kind, m.start_at, m.end_at, m.location,
-            m.updated_at, board.name, board.location, board.timezone, board.video_url,
-        )).encode())
-    return digest.hexdigest()
+#: what a feed's body is built from, besides its name and the site's address and sender
+_FEED_KEY_COLUMNS = (
+    Meeting.id, Meeting.ical_uid, Meeting.sequence, Meeting.status, Meeting.kind, Meeting.start_at,
+    Meeting.end_at, Meeting.location, Meeting.updated_at,
+    Board.name, Board.location, Board.timezone, Board.video_url,
+)
 
 
-def _feed(meetings: Iterable[Meeting], name: str) -> Feed:
-    meetings = list(meetings)
-    key = _feed_key(meetings, name)
-    last = max((m.updated_at for m in meetings), default=None)
+def _feed(meetings: sa.Select[tuple[Meeting]], name: str) -> Feed:
+    """The feed of the meetings `meetings` selects. Its key (and ETag) comes from one query of
+    plain columns; the meetings are loaded and the body built only when the key is new."""
+    rows = db.session.execute(
+        meetings.join(Board, Board.id == Meeting.board_id).with_only_columns(*_FEED_KEY_COLUMNS)).all()
+    digest = hashlib.sha256(repr((name, base_url(), sender_address())).encode())
+    for row in rows:
+        digest.update(repr(tuple(row)).encode())
+    key = digest.hexdigest()
+    last = max((row.updated_at for row in rows), default=None)
     with _FEED_CACHE_LOCK:
         body = _FEED_CACHE.get(key)
         if body is not None:
@@ -543,7 +545,7 @@ def _feed(meetings: Iterable[Meeting], name: str) -> Feed:
         events = [
             meeting_event(m, description=f"Agenda (sign-in required): {agenda_url(m)}",
                           dtstamp=m.updated_at)
-            for m in meetings
+            for m in db.session.scalars(meetings)
         ]
         body = build_feed(events, name)
         with _FEED_CACHE_LOCK:
@@ -559,7 +561,7 @@ def _feed_since() -> datetime:
 
 def user_feed(user: User) -> Feed:
     """The personal feed: meetings of the user's active invitations (cancelled ones included)."""
-    meetings = db.session.scalars(
+    meetings = (
         sa.select(Meeting).join(Invitation, Invitation.meeting_id == Meeting.id)
         .where(Invitation.user_id == user.id, Invitation.active.is_(True), Meeting.end_at >= _feed_since())
         .order_by(Meeting.start_at, Meeting.id)
@@ -569,7 +571,7 @@ def user_feed(user: User) -> Feed:
 
 def board_feed(board: Board) -> Feed:
     """The board's feed: all its meetings (cancelled ones included)."""
-    meetings = db.session.scalars(
+    meetings = (
         sa.select(Meeting).where(Meeting.board_id == board.id, Meeting.end_at >= _feed_since())
         .order_by(Meeting.start_at, Meeting.id)
     )

@@ -5,6 +5,7 @@ transaction. One mechanism for every path: coordinator pages, the API, the engin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask_sqlalchemy.session import Session
@@ -29,6 +30,12 @@ def _collect(session: Any, _context: Any, _instances: Any) -> None:
             attributes.get_history(obj, name).has_changes() for name in TRACKED_FIELDS
         ):
             pending.add(obj.id)
+
+
+def mark_meetings_touched(session: Any, meeting_ids: Iterable[int]) -> None:
+    """Have these meetings' invitations synced at commit: for agenda changes written with Core
+    statements, which the flush-time collection of changed Assignment objects does not see."""
+    session.info.setdefault(_KEY, set()).update(meeting_ids)
 
 
 def _sync(session: Any) -> None:

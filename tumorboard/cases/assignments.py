@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from tumorboard.audit.services import record
 from tumorboard.boards.models import BoardSite, Meeting
@@ -35,7 +35,7 @@ def agenda(meeting: Meeting) -> list[Assignment]:
     """The meeting's active assignments in agenda order."""
     return list(db.session.scalars(
         sa.select(Assignment).where(Assignment.meeting_id == meeting.id, Assignment.active.is_(True))
-        .options(selectinload(Assignment.case))
+        .options(joinedload(Assignment.case))
         .order_by(Assignment.position, Assignment.id)
     ).all())
 

@@ -20,6 +20,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from tumorboard.cases.services import MAX_MINUTES, RISKS, STATUS_FILTERS
+from tumorboard.forms import QuickSelect
 from tumorboard.vocab import RECORD_KINDS, SITES, SPECIALTIES, URGENCIES, label
 
 
@@ -62,12 +63,15 @@ class QueueFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    site = SelectField("Site", choices=[SelectChoice("", "All sites"), *_choices(SITES)], default="")
-    status = SelectField("Status", default="open", choices=[
+    site = SelectField("Site", choices=[SelectChoice("", "All sites"), *_choices(SITES)], default="",
+                       widget=QuickSelect())
+    status = SelectField("Status", default="open", widget=QuickSelect(), choices=[
         SelectChoice("open", "Open (intake, ready, scheduled)"), SelectChoice("all", "All"),
         *_choices(s for s in STATUS_FILTERS if s not in {"open", "all"})])
-    urgency = SelectField("Urgency", choices=[SelectChoice("", "Any"), *_choices(URGENCIES)], default="")
-    risk = SelectField("Risk", choices=[SelectChoice("", "Any"), *_choices(RISKS)], default="")
+    urgency = SelectField("Urgency", choices=[SelectChoice("", "Any"), *_choices(URGENCIES)], default="",
+                          widget=QuickSelect())
+    risk = SelectField("Risk", choices=[SelectChoice("", "Any"), *_choices(RISKS)], default="",
+                       widget=QuickSelect())
     mrn = SearchField("MRN starts with", validators=[Optional(), Length(max=64)])
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import abort
 from flask_login import current_user
+from sqlalchemy.orm import selectinload
 
 from tumorboard.api import api_blueprint
 from tumorboard.boards.models import Meeting
 from tumorboard.cases.models import Case
 from tumorboard.consensus import services
-from tumorboard.consensus.models import Consensus, ConsensusAmendment
+from tumorboard.consensus.models import Consensus, ConsensusAmendment, ConsensusFollowup
 from tumorboard.consensus.schemas import (
     AmendmentCreateSchema,
     AmendmentSchema,
@@ -18,6 +20,8 @@ from tumorboard.consensus.schemas import (
     ConsensusDraftSchema,
     ConsensusListArgsSchema,
     ConsensusSchema,
+    FollowupItemSchema,
+    FollowupListArgsSchema,
 )
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
@@ -27,6 +31,12 @@ blp = api_blueprint("api_consensus", __name__, url_prefix="/api/v1", description
 
 def _get(consensus_id: int) -> Consensus:
     return db.get_or_404(Consensus, consensus_id, description="No such consensus.")
+
+
+def _check_readable(case_id: int) -> None:
+    """403 unless the user may read this case's consensus (specialists: their boards' cases)."""
+    if not services.can_read(current_user, case_id):
+        abort(403, services.READ_REFUSED)
 
 
 def _exists(model: type, object_id: int, field: str) -> Any:
@@ -42,6 +52,7 @@ def _exists(model: type, object_id: int, field: str) -> Any:
 @blp.response(200, ConsensusSchema(many=True))
 def consensus_list(args: dict[str, Any]) -> list[Consensus]:
     """The consensus records of a case, oldest meeting first (a PHI read: audited)."""
+    _check_readable(args["case_id"])
     items = list(db.session.scalars(services.consensus_query(case_id=args["case_id"])))
     for item in items:
         services.record_read(item, actor=current_user, via="api")
@@ -66,6 +77,7 @@ def consensus_create(data: dict[str, Any]) -> Consensus:
 def consensus_get(consensus_id: int) -> Consensus:
     """One consensus with its amendments (a PHI read: audited)."""
     consensus = _get(consensus_id)
+    _check_readable(consensus.case_id)
     services.record_read(consensus, actor=current_user, via="api")
     db.session.commit()
     return consensus
@@ -99,3 +111,39 @@ def consensus_amend(data: dict[str, Any], consensus_id: int) -> ConsensusAmendme
                                actor=current_user)
     db.session.commit()
     return amendment
+
+
+# --- follow-ups (the /followups pages)
+def _followups(query: Any) -> list[ConsensusFollowup]:
+    """Run a follow-up query and audit the read (the rows name patients' cases)."""
+    items = list(db.session.scalars(query.options(selectinload(ConsensusFollowup.consensus))))
+    services.record_followups_read(items, actor=current_user)
+    db.session.commit()
+    return items
+
+
+@blp.route("/followups", methods=["GET"])
+@blp.arguments(FollowupListArgsSchema, location="query")
+@blp.response(200, FollowupItemSchema(many=True))
+def followups_list(args: dict[str, Any]) -> list[ConsensusFollowup]:
+    """The follow-ups I own, earliest due first, open ones before confirmed ones (audited)."""
+    return _followups(services.followups_query(owner_id=current_user.id,
+                                               pending_only=args["pending_only"]))
+
+
+@blp.route("/followups/overdue", methods=["GET"])
+@blp.response(200, FollowupItemSchema(many=True))
+def followups_overdue() -> list[ConsensusFollowup]:
+    """Every unconfirmed follow-up due before today (in my time zone), of every owner (audited)."""
+    return _followups(services.followups_query(overdue_on=services.today_in(current_user.timezone)))
+
+
+@blp.route("/followups/<int:followup_id>/confirm", methods=["POST"])
+@blp.response(200, FollowupItemSchema)
+def followup_confirm(followup_id: int) -> ConsensusFollowup:
+    """The owner confirms the follow-up is done and the case closes (403 for anyone else, 409 when
+    already confirmed)."""
+    followup = db.get_or_404(ConsensusFollowup, followup_id, description="No such follow-up.")
+    services.confirm_followup(followup, actor=current_user)
+    db.session.commit()
+    return followup

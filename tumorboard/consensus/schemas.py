@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from flask_login import current_user
 from marshmallow import Schema, fields, validate
 
 from tumorboard.api.schemas import Id
+from tumorboard.consensus.models import ConsensusFollowup
+from tumorboard.consensus.services import is_overdue, today_in
 from tumorboard.vocab import CONCORDANCE, CONSENSUS_STATUSES, RECOMMENDATIONS, SPECIALTIES
 
 
@@ -68,6 +71,25 @@ class FollowupSchema(Schema):
     owner_id = fields.Int()
     due = fields.Date()
     confirmed_at = fields.AwareDateTime(allow_none=True)
+
+
+class FollowupListArgsSchema(Schema):
+    pending_only = fields.Bool(load_default=False, metadata={"description": "only the unconfirmed ones"})
+
+
+class FollowupItemSchema(FollowupSchema):
+    """A follow-up as the follow-up lists show it (ids only: the case and consensus have the rest)."""
+
+    consensus_id = fields.Int()
+    case_id = fields.Int()
+    meeting_id = fields.Function(lambda f: f.consensus.meeting_id, metadata={"type": "integer"})
+    confirmed_by_id = fields.Int(allow_none=True)
+    created_at = fields.AwareDateTime()
+    overdue = fields.Method("_overdue", metadata={
+        "type": "boolean", "description": "unconfirmed and due before today (the reader's time zone)"})
+
+    def _overdue(self, obj: ConsensusFollowup) -> bool:
+        return is_overdue(obj, today_in(current_user.timezone))
 
 
 class ConsensusSchema(ConsensusContentSchema):

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from tumorboard.audit.services import record
 from tumorboard.auth.models import User, UserRole
 from tumorboard.boards.models import Meeting
+from tumorboard.boards.services import meetings_query, sees_all_boards
 from tumorboard.calendar.models import Invitation
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.cases.services import change_status
@@ -98,6 +99,24 @@ def on_agenda(case: Case, meeting: Meeting) -> bool:
     """True when the case is (or was) on the meeting's agenda."""
     return db.session.scalar(sa.select(Assignment.id).where(
         Assignment.case_id == case.id, Assignment.meeting_id == meeting.id).limit(1)) is not None
+
+
+#: why a reader outside the case's boards is refused (403, as for another board's agenda)
+READ_REFUSED = "Only members of a board that has the case on an agenda can read its consensus."
+
+
+def can_read(user: User, case_id: int) -> bool:
+    """Whether `user` may read the consensus records of a case.
+
+    Coordinators, oncologists and admins read every one; anyone else (a specialist) only those of
+    a case that is or was on the agenda of a meeting they may see (the agenda rule: a meeting of a
+    board they belong to, `boards.services.meetings_query(user=…)`).
+    """
+    if sees_all_boards(user) or user.has_role("admin"):
+        return True
+    visible = meetings_query(user=user).with_only_columns(Meeting.id).order_by(None)
+    return db.session.scalar(sa.select(Assignment.id).where(
+        Assignment.case_id == case_id, Assignment.meeting_id.in_(visible)).limit(1)) is not None
 
 
 # --- defaults

@@ -57,6 +57,12 @@ def _local(value: datetime | None, zone: str | None = None) -> str:
     return local.strftime("%d %b %Y %H:%M %Z")
 
 
+def _check_readable(case_id: int) -> None:
+    """403 unless the signed-in user may read this case's consensus (the agenda rule)."""
+    if not services.can_read(current_user, case_id):
+        abort(403, description=services.READ_REFUSED)
+
+
 def _render(template: str, status: int = 200, **context: Any) -> tuple[str, int]:
     return render_template(template, user_name=_user_name, local=_local, field_labels=FIELD_LABELS,
                            now=now_utc(), **context), status
@@ -97,6 +103,7 @@ def edit(case_id: int, meeting_id: int) -> tuple[str, int] | Response:
     """GET shows the consensus (the draft form, or the signed record); POST saves the draft."""
     case = db.get_or_404(Case, case_id)
     meeting = db.get_or_404(Meeting, meeting_id)
+    _check_readable(case.id)
     consensus = services.get_for(case.id, meeting.id)
     if consensus is None and not services.on_agenda(case, meeting):
         abort(404, description="This case is not on that meeting's agenda.")
@@ -176,6 +183,7 @@ def amend(consensus_id: int) -> tuple[str, int] | Response:
 def print_view(consensus_id: int) -> tuple[str, int]:
     """The signed consensus with its amendments, laid out for the chart."""
     consensus = db.get_or_404(Consensus, consensus_id)
+    _check_readable(consensus.case_id)
     if not consensus.signed:
         raise DomainError("Only a signed consensus can be printed for the chart.", status=409)
     services.record_read(consensus, actor=current_user, via="print")
@@ -188,6 +196,7 @@ def print_view(consensus_id: int) -> tuple[str, int]:
 def for_case(case_id: int) -> tuple[str, int]:
     """Every consensus recorded for a case (a deferral and the later discussion both show)."""
     case = db.get_or_404(Case, case_id)
+    _check_readable(case.id)
     items = list(db.session.scalars(services.consensus_query(case_id=case.id)))
     services.record_case_read(case, None, actor=current_user)
     db.session.commit()

@@ -7,7 +7,7 @@ A case's deadline (a date) is the end of that day in the hospital's time zone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -21,10 +21,12 @@ from tumorboard.audit.services import record
 from tumorboard.auth.models import User
 from tumorboard.boards.models import Board, BoardMember, Meeting
 from tumorboard.cases.models import Assignment, Case
+from tumorboard.cases.services import expire_held, id_in
 from tumorboard.cases.signals import case_needs_scheduling
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
+from tumorboard.planning.bulk import apply_changes
 from tumorboard.planning.models import PlanningRequest
 from tumorboard.scheduling import parse_problem, solve
 
@@ -207,11 +209,11 @@ def _lock_and_read_states(changes: list[Change]) -> tuple[dict[int, CaseState], 
 
     ids = [c.case_id for c in changes]
     meetings = {m for c in changes for m in (c.before, c.after) if m is not None}
-    cases, _ = _lock_free(Case, Case.id.in_(ids))
+    cases, _ = _lock_free(Case, id_in(Case.id, ids))
     on_agendas = sa.and_(Assignment.meeting_id.in_(meetings), Assignment.active.is_(True))
-    _, busy_rows = _lock_free(Assignment, sa.or_(Assignment.case_id.in_(ids), on_agendas))
+    _, busy_rows = _lock_free(Assignment, sa.or_(id_in(Assignment.case_id, ids), on_agendas))
     busy = db.session.execute(
-        sa.select(Assignment.case_id, Assignment.meeting_id).where(Assignment.id.in_(busy_rows))).all()
+        sa.select(Assignment.case_id, Assignment.meeting_id).where(id_in(Assignment.id, busy_rows))).all()
     busy_cases = {case_id for case_id, _ in busy}
     busy_meetings = {meeting_id for _, meeting_id in busy}
     busy_meetings |= _lock_free(Meeting, Meeting.id.in_(meetings))[1]
@@ -219,7 +221,7 @@ def _lock_and_read_states(changes: list[Change]) -> tuple[dict[int, CaseState], 
     busy_meetings |= set(db.session.scalars(
         sa.select(Invitation.meeting_id).where(Invitation.id.in_(busy_invites))))
     active = {a.case_id: a for a in db.session.scalars(
-        sa.select(Assignment).where(Assignment.case_id.in_(ids), Assignment.active.is_(True))
+        sa.select(Assignment).where(id_in(Assignment.case_id, ids), Assignment.active.is_(True))
         .execution_options(**_FRESH))}
     states = {case.id: CaseState(case.status, active[case.id].meeting_id if case.id in active else None,
                                  bool(case.id in active and active[case.id].pinned))
@@ -228,9 +230,11 @@ def _lock_and_read_states(changes: list[Change]) -> tuple[dict[int, CaseState], 
 
 
 def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
-    """Apply `plan` in the current transaction, skipping cases changed since the snapshot."""
-    from tumorboard.cases.assignments import assign, unassign
+    """Apply `plan` in the current transaction, skipping cases changed since the snapshot.
 
+    Set-based whatever its size (`planning.bulk`): the rules, status changes and audit events of
+    `assign` / `unassign` for each change, in a few statements; a change the rules refuse is left
+    for the next pass."""
     result = PassResult(plan=plan)
     changes = diff(snapshot, plan)
     current, busy_meetings = _lock_and_read_states(changes)
@@ -241,50 +245,40 @@ def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
             result.skipped_stale.append(change.case_id)
         else:
             fresh.append(change)
-    # Take cases off first so the minutes they free are there for the cases placed after.
-    # Each change in a savepoint: one refused by the assignment rules is left for the next pass.
-    meetings_by_id = {m.id: m for m in snapshot.meetings.values()}
-    for change in fresh:
-        if change.before is not None:
-            _try(result, change, lambda c=change: unassign(snapshot.assignments[c.case_id], source="engine"))
-    for change in fresh:
-        if change.after is not None:
-            _try(result, change, lambda c=change: assign(
-                db.session.get(Case, c.case_id), meetings_by_id[c.after], source="engine"))
+    applied = apply_changes(fresh, {m.id: m for m in snapshot.meetings.values()})
+    result.refused = applied.refused
     result.changes = [c for c in fresh if c.case_id not in result.refused]
-    _write_notes(snapshot, plan, meetings_by_id)
+    if applied.removed:  # what `case_needs_scheduling` asks for each case taken off: another pass
+        request_pass(f"case {applied.removed[0]} needs scheduling")
+    _write_notes(snapshot, plan)
     db.session.flush()
     return result
 
 
-def _try(result: PassResult, change: Change, step: Callable[[], object]) -> None:
-    if change.case_id in result.refused:
-        return
-    try:
-        with db.session.begin_nested():
-            step()
-    except DomainError as exc:
-        result.refused[change.case_id] = exc.message
-
-
-def _write_notes(snapshot: Snapshot, plan: dict[str, Any], meetings: dict[int, Meeting]) -> None:
+def _write_notes(snapshot: Snapshot, plan: dict[str, Any]) -> None:
+    """Each case's schedule note and urgent slot request, written where they changed (one
+    executemany UPDATE); a case somebody is changing right now gets its note on the next pass."""
     urgent = {r["case"]: datetime.fromisoformat(r["latest_start"]) for r in plan["urgent_slot_requests"]}
     notes = {a["case"]: f"On {_describe(snapshot.meetings[a['meeting']])}." for a in plan["assignments"]}
     notes.update({u["case"]: f"Not placed: {u['reason']}." for u in plan["unassigned"]})
-    due = [case.id for key, case in snapshot.cases.items()
-           if case.schedule_note != notes[key] or case.urgent_slot_latest_start != urgent.get(key)]
-    if due:  # a case somebody is changing right now gets its note on the next pass
-        held = {case.id for case in _lock_free(Case, Case.id.in_(due))[0]}
-        due_cases = {case.id: case for case in snapshot.cases.values() if case.id in held}
-    else:
-        due_cases = {}
-    for key, case in snapshot.cases.items():
-        if case.id not in due_cases:
-            continue
-        if case.schedule_note != notes[key]:
-            case.schedule_note = notes[key]
-        if case.urgent_slot_latest_start != urgent.get(key):
-            case.urgent_slot_latest_start = urgent.get(key)
+    wanted = {case.id: (notes[key], urgent.get(key)) for key, case in snapshot.cases.items()}
+    due = [case.id for case in snapshot.cases.values()
+           if (case.schedule_note, case.urgent_slot_latest_start) != wanted[case.id]]
+    if not due:
+        return
+    table = Case.__table__
+    held = db.session.execute(
+        sa.select(table.c.id, table.c.schedule_note, table.c.urgent_slot_latest_start)
+        .where(id_in(table.c.id, due)).with_for_update(skip_locked=True))
+    now = now_utc()
+    rows = [{"b_id": case_id, "b_note": wanted[case_id][0], "b_urgent": wanted[case_id][1], "b_now": now}
+            for case_id, note, latest in held if (note, latest) != wanted[case_id]]
+    if rows:
+        db.session.execute(sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
+            schedule_note=sa.bindparam("b_note"), urgent_slot_latest_start=sa.bindparam("b_urgent"),
+            updated_at=sa.bindparam("b_now")), rows)
+        expire_held(Case, [row["b_id"] for row in rows],
+                    ["schedule_note", "urgent_slot_latest_start", "updated_at"])
 
 
 def _describe(meeting: Meeting) -> str:
