@@ -70,6 +70,8 @@ class Config:
         self.URGENT_WITHIN_HOURS = _int("URGENT_WITHIN_HOURS", 72)
         self.PLANNER_TIME_LIMIT_SECONDS = float(env("PLANNER_TIME_LIMIT_SECONDS", "5"))
         self.SCHEDULER_LOCK_DIR = env("SCHEDULER_LOCK_DIR", str(BASE_DIR / "instance"))
+        #: `audit verify` fails when an audit event has waited longer than this for the sealer
+        self.AUDIT_SEAL_GRACE_SECONDS = _int("AUDIT_SEAL_GRACE_SECONDS", 300)
         #: argon2 cost; tests lower it to stay fast
         self.PASSWORD_HASH_PARAMS = {"time_cost": 3, "memory_cost": 65536, "parallelism": 2}
         self.SESSION_COOKIE_HTTPONLY = True

@@ -29,3 +29,14 @@ def post_form(client: FlaskClient, url: str, data: dict[str, Any], form_url: str
 
 def login(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResponse:
     return post_form(client, "/login", {"email": email, "password": password})
+
+
+def commit_and_seal() -> None:
+    """Commit, then run the sealer as the scheduler would (the test's outer transaction still
+    rolls everything back)."""
+    from tumorboard.audit.services import seal_pending
+    from tumorboard.extensions import db
+
+    db.session.commit()
+    seal_pending()
+    db.session.commit()

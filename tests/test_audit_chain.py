@@ -10,6 +10,7 @@ import sqlalchemy as sa
 import time_machine
 from flask import Flask
 
+from tests.helpers import commit_and_seal
 from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import (
     GENESIS,
@@ -17,15 +18,19 @@ from tumorboard.audit.services import (
     canonical,
     find_tampering,
     iter_rows,
+    pending,
     record,
+    seal_pending,
     verify_chain,
 )
 from tumorboard.extensions import db
+from tumorboard.jobs.scheduler import INTERVALS
+from tumorboard.jobs.tasks import JOBS
 
 
 def _chain(n: int = 5) -> list[AuditEvent]:
     events = [record(f"test.step{i}", "case", i, details={"i": i}) for i in range(n)]
-    db.session.commit()  # seals them (the test's outer transaction still rolls back)
+    commit_and_seal()
     db.session.expire_all()
     return events
 
@@ -121,19 +126,52 @@ def test_inserted_row_with_a_made_up_link_is_named_itself(app: Flask) -> None:
     assert problem is not None and problem.id == forged.id and problem.kind == "link_broken"
 
 
-def test_a_row_inserted_behind_the_services_back_is_not_in_the_chain(app: Flask) -> None:
-    _chain(2)
-    db.session.execute(sa.insert(AuditEvent).values(at=datetime.now(UTC), action="case.read",
-                                                    object_type="case", object_id="9", details={}))
-    problem = find_tampering()
-    assert problem is not None and problem.kind == "unsealed" and "not in the chain" in problem.message
-
-
-def test_events_are_sealed_when_their_transaction_commits(app: Flask) -> None:
+def test_events_wait_for_the_sealer_then_join_the_chain_in_id_order(app: Flask) -> None:
     event = record("test.pending")
-    assert event.seq is None and event.hash is None  # no chain lock held while the request works
     db.session.commit()
-    assert event.seq == 1 and event.prev_hash == GENESIS and event.hash == _hash(event)
+    assert event.seq is None and event.hash is None  # committed; no chain lock on the way
+    assert pending().count == 1 and find_tampering() is None
+    later = record("test.later")
+    db.session.commit()
+    assert seal_pending() == 2 and seal_pending() == 0  # a second run finds nothing left
+    db.session.commit()
+    assert (event.seq, later.seq) == (1, 2) and event.prev_hash == GENESIS
+    assert event.hash == _hash(event) and later.prev_hash == event.hash
+    assert pending().count == 0 and find_tampering() is None
+
+
+def test_a_rolled_back_event_never_reaches_the_chain(app: Flask) -> None:
+    with db.session.begin_nested() as savepoint:
+        record("test.gone")
+        savepoint.rollback()
+    kept = record("test.kept")
+    commit_and_seal()
+    assert [row.action for row in iter_rows()] == ["test.kept"] and kept.seq == 1
+
+
+def test_verify_reports_waiting_events_and_fails_when_the_sealer_is_not_running(app: Flask) -> None:
+    _chain(2)
+    with time_machine.travel(datetime(2026, 5, 1, 9, 0, tzinfo=UTC), tick=False):
+        record("test.waiting")
+        db.session.commit()
+    with time_machine.travel(datetime(2026, 5, 1, 9, 4, tzinfo=UTC), tick=False):
+        result = _verify(app)
+        assert result.exit_code == 0
+        assert "1 newer events wait for the sealer, the oldest for 240 s" in result.output
+    with time_machine.travel(datetime(2026, 5, 1, 9, 6, tzinfo=UTC), tick=False):
+        result = _verify(app)
+        assert result.exit_code == 1 and "NOT SEALED" in result.output and "seal-audit" in result.output
+        sealed = app.test_cli_runner().invoke(args=["tumorboard", "audit", "seal"])
+        assert sealed.exit_code == 0 and "sealed 1 events" in sealed.output
+        result = _verify(app)
+        assert result.exit_code == 0 and "intact: 3 rows" in result.output and "wait" not in result.output
+
+
+def test_the_scheduler_seals_every_second(app: Flask) -> None:
+    assert INTERVALS["seal-audit"] == 1
+    record("test.job")
+    db.session.commit()
+    assert JOBS["seal-audit"]() == 1 and pending().count == 0
 
 
 def test_verify_chain_keeps_returning_the_first_bad_event(app: Flask) -> None:
@@ -153,7 +191,7 @@ def test_hash_is_stable_after_a_round_trip(app: Flask, dialect: str) -> None:
             written.append(record("test.time", "case", "42", details={
                 "tuple": (1, 2), "when": date(2026, 1, 2), "nested": {"b": 1, "a": [True, None, 1.5]},
                 "unicode": "Zoë – naïve", 7: "int key"}))
-    db.session.commit()  # seal
+    commit_and_seal()
     expected = [(e.id, e.at, e.hash, canonical(e)) for e in written]
     db.session.expire_all()
     for (event_id, at, stored_hash, payload), row in zip(expected, iter_rows(batch=2), strict=True):
@@ -165,12 +203,6 @@ def test_hash_is_stable_after_a_round_trip(app: Flask, dialect: str) -> None:
     assert _hash(orm) == orm.hash
     assert orm.details["tuple"] == [1, 2] and orm.details["when"] == "2026-01-02" and orm.details["7"]
     assert find_tampering() is None
-
-
-def test_first_row_links_to_genesis(app: Flask) -> None:
-    event = record("test.first")
-    db.session.commit()
-    assert event.prev_hash == GENESIS
 
 
 def test_verification_streams_in_batches(app: Flask) -> None:
@@ -187,6 +219,6 @@ def test_verification_streams_in_batches(app: Flask) -> None:
         assert find_tampering(batch=3) is None
     finally:
         sa.event.remove(connection, "before_cursor_execute", _capture)
-    assert len(statements) == 5  # unsealed rows?, then 3 + 3 + 1 rows and an empty page
+    assert len(statements) == 4  # 3 + 3 + 1 rows and an empty page
     assert all("LIMIT" in s.upper() for s in statements)
     assert not db.session.identity_map  # plain rows: nothing piles up in the session

@@ -3,7 +3,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from tests.factories import make_user
-from tests.helpers import csrf_token, login, post_form
+from tests.helpers import commit_and_seal, csrf_token, login, post_form
 from tumorboard.audit.models import AuditEvent
 from tumorboard.auth.models import User
 from tumorboard.auth.services import issue_api_token, revoke_api_token
@@ -112,6 +112,7 @@ def test_sign_in_is_audited_in_a_hash_chain(app, client: FlaskClient) -> None:
     make_user(email="h@example.org")
     login(client, "h@example.org")
     login(app.test_client(), "h@example.org", "wrong")
+    commit_and_seal()
     events = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id)).all()
     assert [e.action for e in events] == ["login", "login_failed"]
     assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))

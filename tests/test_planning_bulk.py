@@ -11,6 +11,7 @@ import sqlalchemy as sa
 import time_machine
 
 from tests.factories import make_board, make_calendar_meeting, make_case, make_user, put_on_agenda
+from tests.helpers import commit_and_seal
 from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import find_tampering, record, record_many
 from tumorboard.boards.models import BoardSite
@@ -265,7 +266,7 @@ def test_after_a_pass_the_chain_verifies_and_touched_meetings_have_invitations(a
         ready()
     record("test.before")  # ORM events and bulk ones share the chain, in id order
     result = run_pass()
-    db.session.commit()  # syncs invitations and seals the chain
+    commit_and_seal()  # invitations synced at commit, then the sealer
 
     assert find_tampering() is None
     events = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id)).all()
@@ -287,7 +288,7 @@ def test_bulk_events_rolled_back_with_a_savepoint_are_not_sealed(app) -> None:
         savepoint.rollback()
     record("test.after", "thing", 4)
     record_many([])
-    db.session.commit()
+    commit_and_seal()
     assert find_tampering() is None
     rows = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)).all()
     assert [(e.action, e.object_id, e.details) for e in rows][-3:] == [

@@ -61,7 +61,6 @@ def create_app(config_name: str | None = None, **overrides: Any) -> Flask:
 def register_extensions(app: Flask) -> None:
     from tumorboard import models  # noqa: F401  (every model registered before migrations)
     from tumorboard.api import init_api
-    from tumorboard.audit.services import install as install_audit_sealing
     from tumorboard.auth.services import init_login
     from tumorboard.calendar.tracking import install as install_invitation_tracking
     from tumorboard.extensions import csrf, db, migrate
@@ -75,7 +74,6 @@ def register_extensions(app: Flask) -> None:
     init_security(app)  # session timeouts run before enforce_permissions
     connect_signals()
     install_invitation_tracking()
-    install_audit_sealing()  # after invitation tracking: it seals what the sync records
     init_api(app)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
+from tumorboard.db import now_utc
 from tumorboard.extensions import db
 from tumorboard.vocab import ROLES, SPECIALTIES
 
@@ -63,9 +65,8 @@ def seed_demo_command() -> None:
 @tumorboard_cli.command("scheduler")
 @with_appcontext
 def scheduler_command() -> None:
-    """Run the APScheduler process (materialise meetings, assign, deliver mail, alerts)."""
-    from flask import current_app
-
+    """Run the APScheduler process (materialise meetings, assign, deliver mail, alerts, seal the
+    audit trail)."""
     from tumorboard.jobs.scheduler import run_scheduler
 
     run_scheduler(current_app._get_current_object())
@@ -124,9 +125,10 @@ def _parse_anchor(_ctx: click.Context, _param: click.Parameter, value: str | Non
               help="A head printed earlier and kept outside the database: row N must still have HASH.")
 @with_appcontext
 def audit_verify_command(batch: int, anchor: tuple[int, str] | None) -> None:
-    """Check every row's hash and link; exit 1 naming the first edited, deleted or inserted row.
-    Prints the head as N:HASH; with --anchor, a tail cut or rewritten since then fails too."""
-    from tumorboard.audit.services import chain_head, check_anchor, find_tampering
+    """Check every sealed row's hash and link; exit 1 naming the first edited, deleted or
+    inserted row. Prints the head as N:HASH; with --anchor, a tail cut or rewritten since then
+    fails too. Events still waiting for the sealer are counted; waiting too long fails."""
+    from tumorboard.audit.services import chain_head, check_anchor, find_tampering, pending
 
     problem = find_tampering(batch=batch)
     if problem is not None:
@@ -141,3 +143,21 @@ def audit_verify_command(batch: int, anchor: tuple[int, str] | None) -> None:
     count, head = chain_head()
     held = f" (anchor {anchor[0]} holds)" if anchor is not None else ""
     click.echo(f"audit trail intact: {count} rows, head {count}:{head}{held}")
+    waiting = pending()
+    if waiting.count:
+        age = (now_utc() - waiting.oldest_at).total_seconds() if waiting.oldest_at else 0.0
+        click.echo(f"{waiting.count} newer events wait for the sealer, the oldest for {age:.0f} s")
+        limit = current_app.config["AUDIT_SEAL_GRACE_SECONDS"]
+        if age > limit:
+            click.echo(f"audit trail NOT SEALED: events wait longer than {limit} s; is the scheduler "
+                       "(its seal-audit job) running? `flask tumorboard audit seal` seals them now", err=True)
+            raise SystemExit(1)
+
+
+@audit_cli.command("seal")
+@with_appcontext
+def audit_seal_command() -> None:
+    """Chain every committed event not chained yet (the scheduler does it every second)."""
+    from tumorboard.audit.services import seal_all
+
+    click.echo(f"sealed {seal_all()} events")

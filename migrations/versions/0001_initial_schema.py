@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 02:23:41.393170
+Create Date: 2026-11-28 03:40:12.435114
 
 """
 from alembic import op
@@ -43,6 +43,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_audit_events_actor_id'), ['actor_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_events_at'), ['at'], unique=False)
         batch_op.create_index('ix_audit_events_object', ['object_type', 'object_id'], unique=False)
+        batch_op.create_index('ix_audit_events_pending', ['id'], unique=False, postgresql_where=sa.text('seq IS NULL'), sqlite_where=sa.text('seq IS NULL'))
 
     op.create_table('boards',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -447,6 +448,7 @@ def downgrade():
     op.drop_table('outbox_messages')
     op.drop_table('boards')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_events_pending', postgresql_where=sa.text('seq IS NULL'), sqlite_where=sa.text('seq IS NULL'))
         batch_op.drop_index('ix_audit_events_object')
         batch_op.drop_index(batch_op.f('ix_audit_events_at'))
         batch_op.drop_index(batch_op.f('ix_audit_events_actor_id'))

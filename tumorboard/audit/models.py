@@ -14,7 +14,12 @@ from tumorboard.extensions import db
 
 class AuditEvent(db.Model):
     __tablename__ = "audit_events"
-    __table_args__ = (sa.Index("ix_audit_events_object", "object_type", "object_id"),)
+    __table_args__ = (
+        sa.Index("ix_audit_events_object", "object_type", "object_id"),
+        #: the sealer's work list: small (seconds of events), whatever the size of the trail
+        sa.Index("ix_audit_events_pending", "id", postgresql_where=sa.text("seq IS NULL"),
+                 sqlite_where=sa.text("seq IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)
@@ -28,7 +33,7 @@ class AuditEvent(db.Model):
     ip: Mapped[str | None] = mapped_column(sa.String(45))
     details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     #: position in the chain, the hash of the row before it and this row's own hash (sha256 hex
-    #: of its canonical JSON); all three are set when the writing transaction commits ("sealed")
+    #: of its canonical JSON); all three are set by the sealer soon after the row commits
     seq: Mapped[int | None] = mapped_column(unique=True)
     prev_hash: Mapped[str | None] = mapped_column(sa.String(64))
     hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)

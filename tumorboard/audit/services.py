@@ -1,14 +1,18 @@
-"""Write, verify and search the hash-chained audit trail.
+"""Write, seal, verify and search the hash-chained audit trail.
 
-`record()` inserts an event in the caller's transaction; just before that transaction commits,
-`seal()` gives each of its new events the next position (`seq`) in the chain, the hash of the
-row before it (`prev_hash`) and its own `hash`: the SHA-256 of its canonical JSON (every field
-but `id` and `hash`, keys sorted, compact, ASCII, `seq` and `prev_hash` included). Only sealing
-takes the chain's lock, for the few milliseconds before commit, so writers do not queue behind
-each other's whole requests. Editing a row breaks its own hash; deleting or inserting a row
-breaks the next row's link; a row inserted behind the service's back has no place in the chain.
-`at` is hashed as its UTC ISO 8601 form with microseconds as stored: both PostgreSQL
-(`timestamptz`) and SQLite keep microseconds, so a row read back hashes the same.
+`record()` inserts an event in the caller's transaction, so it commits (or rolls back) with the
+change it describes: nothing is lost, and a request pays one INSERT. The sealer (`seal_pending()`,
+the scheduler's `seal-audit` job, every second) then chains the committed events that are not
+chained yet, in id order, under the chain's lock: each gets the next position (`seq`), the hash of
+the row before it (`prev_hash`) and its own `hash`, the SHA-256 of its canonical JSON (every field
+but `id` and `hash`, keys sorted, compact, ASCII, `seq` and `prev_hash` included). Editing a
+sealed row breaks its own hash; deleting or inserting one breaks the next row's link; cutting or
+rewriting the tail fails against an anchor (`check_anchor`). A row not sealed yet is *pending*:
+`verify` reports pending rows and fails when one has waited longer than the sealer ever should.
+Sealing off the request path keeps the web from queueing on the chain's lock (a 10,000-case
+assignment pass writes 10,000 events). `at` is hashed as its UTC ISO 8601 form with microseconds
+as stored: both PostgreSQL (`timestamptz`) and SQLite keep microseconds, so a row read back
+hashes the same.
 """
 
 from __future__ import annotations
@@ -64,9 +68,6 @@ def _plain_json(details: dict[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(details or {}, default=str))
 
 
-_PENDING = "tumorboard.audit_pending"
-
-
 def _lock_chain() -> None:
     # One sealer at a time; SQLite has a single writer already (BEGIN IMMEDIATE).
     if db.session.get_bind().dialect.name == "postgresql":
@@ -82,7 +83,7 @@ def record(
     actor: Any = None,
 ) -> AuditEvent:
     """Append an audit event in the current transaction (the caller commits with its change);
-    it is sealed into the chain when that transaction commits."""
+    the sealer chains it once committed."""
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user
     event = AuditEvent(
@@ -97,7 +98,6 @@ def record(
     )
     db.session.add(event)
     db.session.flush()
-    db.session.info.setdefault(_PENDING, []).append(event.id)
     return event
 
 
@@ -107,8 +107,7 @@ def record_many(
     actor: Any = None,
 ) -> list[int]:
     """`record` for many events at once: each (action, object_type, object_id, details) is
-    inserted, in the given order, by one executemany INSERT, and sealed at commit like any
-    other. Returns their ids (ascending)."""
+    inserted, in the given order, by one statement. Returns their ids (ascending)."""
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user
     common = {"at": now_utc(), "actor_id": getattr(actor, "id", None),
@@ -124,7 +123,6 @@ def record_many(
         ids = _insert_from_json(common, rows)
     else:
         ids = sorted(db.session.scalars(sa.insert(table).returning(table.c.id), rows))
-    db.session.info.setdefault(_PENDING, []).extend(ids)
     return ids
 
 
@@ -145,57 +143,52 @@ def _insert_from_json(common: dict[str, Any], rows: list[dict[str, Any]]) -> lis
     return sorted(db.session.scalars(insert.returning(table.c.id)))
 
 
-def seal(session: Any) -> None:
-    """Chain the events this transaction recorded: run just before it commits, under the lock.
-    Hashes the rows as stored (as verification reads them); one executemany UPDATE."""
-    if session.in_nested_transaction():
-        return  # a savepoint is being released; the real commit comes later
-    pending = set(session.info.pop(_PENDING, []))
-    if not pending:
-        return
-    table = AuditEvent.__table__
-    rows = [row for row in session.execute(  # a rolled-back savepoint took its rows away
-        sa.select(table).where(table.c.id.between(min(pending), max(pending)), table.c.seq.is_(None))
-        .order_by(table.c.id)) if row.id in pending]
-    if not rows:
-        return
+#: events sealed per run of the sealer (a 10,000-case pass writes ~10,000)
+SEAL_BATCH = 20_000
+
+
+def seal_pending(limit: int = SEAL_BATCH) -> int:
+    """Chain up to `limit` committed events that are not chained yet, oldest (lowest id) first,
+    under the chain's lock; the caller commits. The number sealed. Safe in several processes at
+    once: the second waits for the lock, then finds only what is still pending."""
     _lock_chain()
-    head = session.execute(
-        sa.select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.is_not(None))
-        .order_by(AuditEvent.seq.desc()).limit(1)
+    table = AuditEvent.__table__
+    rows = db.session.execute(
+        sa.select(table).where(table.c.seq.is_(None)).order_by(table.c.id).limit(limit)).all()
+    if not rows:
+        return 0
+    head = db.session.execute(
+        sa.select(table.c.seq, table.c.hash).where(table.c.seq.is_not(None))
+        .order_by(table.c.seq.desc()).limit(1)
     ).first()
     seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
     sealed = []
-    for row in rows:
+    for row in rows:  # hashed as stored, as verification reads them
         seq += 1
         event = SimpleNamespace(**{**row._asdict(), "seq": seq, "prev_hash": prev})
         prev = _hash(event)
         sealed.append({"b_id": row.id, "b_seq": seq, "b_prev": event.prev_hash, "b_hash": prev})
-    session.execute(
+    db.session.execute(
         sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
             seq=sa.bindparam("b_seq"), prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash")),
         sealed)
     mapper = sa.inspect(AuditEvent)
-    for values in sealed:  # the session's objects as written, not dirty
-        held = session.identity_map.get(mapper.identity_key_from_primary_key((values["b_id"],)))
+    for values in sealed:  # objects this session holds: as written, not stale
+        held = db.session.identity_map.get(mapper.identity_key_from_primary_key((values["b_id"],)))
         if held is not None:
             for name, key in (("seq", "b_seq"), ("prev_hash", "b_prev"), ("hash", "b_hash")):
                 set_committed_value(held, name, values[key])
+    return len(sealed)
 
 
-def _forget_pending(session: Any) -> None:
-    if not session.in_transaction():
-        session.info.pop(_PENDING, None)
-
-
-def install() -> None:
-    """Seal audit events at every commit (idempotent). Install it after every other
-    before_commit listener that records events (e.g. invitation tracking)."""
-    from flask_sqlalchemy.session import Session
-
-    for name, listener in (("before_commit", seal), ("after_rollback", _forget_pending)):
-        if not sa.event.contains(Session, name, listener):
-            sa.event.listen(Session, name, listener)
+def seal_all() -> int:
+    """Seal everything pending now, one committed batch at a time (`flask tumorboard audit seal`)."""
+    total = 0
+    while sealed := seal_pending():
+        db.session.commit()
+        total += sealed
+    db.session.commit()
+    return total
 
 
 # --- verification ---------------------------------------------------------------------------
@@ -206,26 +199,17 @@ class Tampering:
 
     id: int
     action: str
-    kind: Literal["unsealed", "edited", "link_broken"]
+    kind: Literal["edited", "link_broken"]
     message: str
 
 
 def find_tampering(batch: int = 1000) -> Tampering | None:
-    """Walk the whole chain in order, `batch` rows per query; the first bad row, else None.
+    """Walk the sealed chain in order, `batch` rows per query; the first bad row, else None.
 
-    * unsealed: a committed row with no place in the chain (inserted behind the service's back);
     * edited: the row's content no longer matches its own hash;
     * link_broken: its `prev_hash` is not the previous row's hash: a row before it was deleted
       or inserted (or the previous row was edited and its hash recomputed).
     """
-    stray = db.session.execute(
-        sa.select(AuditEvent.id, AuditEvent.action).where(AuditEvent.seq.is_(None))
-        .order_by(AuditEvent.id).limit(1)
-    ).first()
-    if stray is not None:
-        return Tampering(stray.id, stray.action, "unsealed",
-                         f"row {stray.id} ({stray.action}) is not in the chain: it was inserted "
-                         "outside the audit service")
     prev_hash, prev_id = GENESIS, None
     for row in iter_rows(batch):
         if row.hash != _hash(row):
@@ -240,6 +224,21 @@ def find_tampering(batch: int = 1000) -> Tampering | None:
     return None
 
 
+@dataclass(frozen=True)
+class Pending:
+    """Committed events the sealer has not chained yet."""
+
+    count: int
+    oldest_at: datetime | None
+
+
+def pending() -> Pending:
+    """How many events wait for the sealer, and since when (one indexed query)."""
+    count, oldest = db.session.execute(
+        sa.select(sa.func.count(), sa.func.min(AuditEvent.at)).where(AuditEvent.seq.is_(None))).one()
+    return Pending(count or 0, oldest)
+
+
 def verify_chain(batch: int = 1000) -> AuditEvent | None:
     """The first row whose hash or link is wrong (edited, deleted or inserted), else None."""
     problem = find_tampering(batch)
@@ -247,9 +246,11 @@ def verify_chain(batch: int = 1000) -> AuditEvent | None:
 
 
 def chain_head() -> tuple[int, str]:
-    """(number of rows, hash of the last row): write it down elsewhere to anchor the chain."""
-    count = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)) or 0
-    last = db.session.scalar(sa.select(AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1))
+    """(number of sealed rows, hash of the last one): write it down elsewhere to anchor the chain."""
+    count = db.session.scalar(
+        sa.select(sa.func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_not(None))) or 0
+    last = db.session.scalar(sa.select(AuditEvent.hash).where(AuditEvent.seq.is_not(None))
+                             .order_by(AuditEvent.seq.desc()).limit(1))
     return count, last or GENESIS
 
 

@@ -26,6 +26,7 @@ INTERVALS = {
     "deliver-outbox": 5,
     "sync-invitations": 60,
     "quorum-alerts": 900,
+    "seal-audit": 1,  #: an event waits ~1 s for its place in the chain
 }
 
 

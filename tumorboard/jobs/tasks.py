@@ -74,6 +74,13 @@ def quorum_alerts() -> int:
     return send_quorum_alerts()
 
 
+def seal_audit() -> int:
+    """Chain the audit events committed since the last run (see audit/services.py)."""
+    from tumorboard.audit.services import seal_pending
+
+    return seal_pending()
+
+
 JOBS: dict[str, Callable[[], Any]] = {
     "materialise": materialise,
     "assign": assign,
@@ -81,4 +88,5 @@ JOBS: dict[str, Callable[[], Any]] = {
     "deliver-outbox": deliver_outbox,
     "sync-invitations": sync_invitations,
     "quorum-alerts": quorum_alerts,
+    "seal-audit": seal_audit,
 }
