@@ -36,7 +36,7 @@ SCRATCH = "tb_bench_apply"
 #: (module, function) timed; `run_pass` and the commit hook look them up at call time
 PLANNING, CALENDAR = "tumorboard.planning.services", "tumorboard.calendar.services"
 TIMED = ((PLANNING, "build_problem"), (PLANNING, "solve_snapshot"), (PLANNING, "apply_plan"),
-         (CALENDAR, "sync_meeting_invitations"))
+         (CALENDAR, "sync_meetings_invitations"))
 
 
 def timed_phases(timings: dict[str, float], marks: dict[str, float]) -> Callable[[], None]:
@@ -95,7 +95,7 @@ def one_pass(label: str) -> None:
         restore()
     apply = timings["apply_plan"]
     rest = in_pass - timings["build_problem"] - timings["solve_snapshot"] - apply
-    synced = max(marks.get("sync_meeting_invitations", 0.0), marks["commit"])
+    synced = max(marks.get("sync_meetings_invitations", 0.0), marks["commit"])
     invitations, seal, commit = synced - marks["commit"], marks["sealed"] - synced, done - marks["sealed"]
     total = apply + rest + invitations + seal + commit
     print(f"{label}: {len(result.changes)} changes, {len(result.refused)} refused, "

@@ -17,18 +17,20 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.orm import attributes, joinedload, lazyload, make_transient_to_detached
 
-from tumorboard.audit.services import record
+from tumorboard.audit.services import record, record_many
 from tumorboard.auth.models import User, new_token
-from tumorboard.boards.models import Board, Meeting
+from tumorboard.boards.models import Board, BoardMember, Meeting
 from tumorboard.calendar.ical import (
     Attendee,
     ItipError,
@@ -40,14 +42,15 @@ from tumorboard.calendar.ical import (
     build_request,
     parse_itip,
 )
-from tumorboard.calendar.imip import build_imip_message
+from tumorboard.calendar.imip import header_text, imip_bytes
 from tumorboard.calendar.models import Invitation
 from tumorboard.calendar.tokens import make_rsvp_token
-from tumorboard.cases.models import Assignment, Case
+from tumorboard.cases.models import Assignment, Case, CaseSpecialty
+from tumorboard.cases.services import id_in
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
-from tumorboard.notifications.services import enqueue, new_message_id, sender_address
+from tumorboard.notifications.services import Draft, enqueue_many, new_message_id, sender_address
 from tumorboard.vocab import PARTSTATS
 
 ORGANIZER_NAME = "tumorboard"
@@ -130,25 +133,64 @@ def cases_on_agenda(meeting: Meeting) -> list[Case]:
     ))
 
 
-def expected_attendees(meeting: Meeting) -> dict[int, str]:
-    """user id → iCalendar ROLE of everyone who should be invited (see the module docstring)."""
+@dataclass
+class _Agenda:
+    """What the invitations of one meeting depend on in its agenda (active assignments)."""
+
+    count: int = 0
+    #: specialties the cases on it require
+    specialties: set[str] = field(default_factory=set)
+    #: their referring oncologists
+    referrers: set[int] = field(default_factory=set)
+
+
+def _agendas(meeting_ids: list[int]) -> dict[int, _Agenda]:
+    """meeting id → its _Agenda, for all these meetings at once (two queries)."""
+    agendas = {meeting_id: _Agenda() for meeting_id in meeting_ids}
+    active = (Assignment.active.is_(True), id_in(Assignment.meeting_id, meeting_ids))
+    for meeting_id, referrer in db.session.execute(
+        sa.select(Assignment.meeting_id, Case.referring_oncologist_id)
+        .join(Case, Case.id == Assignment.case_id).where(*active)
+    ):
+        agendas[meeting_id].count += 1
+        agendas[meeting_id].referrers.add(referrer)
+    for meeting_id, specialty in db.session.execute(
+        sa.select(Assignment.meeting_id, CaseSpecialty.specialty)
+        .join(CaseSpecialty, CaseSpecialty.case_id == Assignment.case_id).where(*active)
+    ):
+        agendas[meeting_id].specialties.add(specialty)
+    return agendas
+
+
+def _active_users(user_ids: set[int]) -> dict[int, User]:
+    """The active users among `user_ids` (one query; none when there are none)."""
+    if not user_ids:
+        return {}
+    return {u.id: u for u in db.session.scalars(
+        sa.select(User).where(id_in(User.id, user_ids), User.active.is_(True)).options(lazyload(User.roles)))}
+
+
+def _expected(meeting: Meeting, agenda: _Agenda, referrers: dict[int, User]) -> dict[int, str]:
+    """user id → ROLE of everyone who should be invited to `meeting` (the module docstring's
+    rules); `referrers` holds the active referring oncologists of its agenda."""
     board = meeting.board
-    cases = cases_on_agenda(meeting)
-    needed = set(board.specialty_names)
-    for case in cases:
-        needed.update(case.specialty_names)
+    needed = set(board.specialty_names) | agenda.specialties
     expected: dict[int, str] = {}
     for member in board.members:
         user = member.user
         if user.active and user.specialty in needed:
             expected[user.id] = "REQ-PARTICIPANT"
-    referrers = {c.referring_oncologist_id for c in cases} - set(expected)
-    if referrers:
-        for user_id in db.session.scalars(
-            sa.select(User.id).where(User.id.in_(referrers), User.active.is_(True))
-        ):
+    for user_id in sorted(agenda.referrers - set(expected)):
+        if user_id in referrers:
             expected[user_id] = "OPT-PARTICIPANT"
     return expected
+
+
+def expected_attendees(meeting: Meeting) -> dict[int, str]:
+    """user id → iCalendar ROLE of everyone who should be invited (see the module docstring)."""
+    db.session.flush()
+    agenda = _agendas([meeting.id])[meeting.id]
+    return _expected(meeting, agenda, _active_users(agenda.referrers))
 
 
 # --------------------------------------------------------------------------- building messages
@@ -162,7 +204,7 @@ class _Meeting:
     invitations: list[Invitation]
     count: int
 
-    @property
+    @cached_property
     def attendees(self) -> tuple[Attendee, ...]:
         active = sorted((i for i in self.invitations if i.active), key=lambda i: i.user.email)
         return tuple(attendee_of(i) for i in active)
@@ -203,14 +245,14 @@ _SUBJECTS = {
 }
 
 
-def _enqueue_itip(ctx: _Meeting, invitation: Invitation, kind: str,
-                  dedupe_key: str | None = None) -> bool:
-    """Write one iMIP message about ctx.meeting to one attendee; True when written."""
+def _itip_draft(ctx: _Meeting, invitation: Invitation, kind: str, dedupe_key: str | None = None,
+                dtstamp: datetime | None = None) -> Draft:
+    """One iMIP message about ctx.meeting to one attendee, ready for the outbox."""
     meeting = ctx.meeting
     me = attendee_of(invitation)
     rsvp = rsvp_url(invitation) if kind in {"invite", "update"} else None
     event = meeting_event(meeting, attendees=ctx.attendees,
-                          description=_description(meeting, ctx.count, rsvp))
+                          description=_description(meeting, ctx.count, rsvp), dtstamp=dtstamp)
     if kind in {"invite", "update"}:
         method, ics = "REQUEST", build_request(event)
     elif kind == "declinecounter":
@@ -224,12 +266,19 @@ def _enqueue_itip(ctx: _Meeting, invitation: Invitation, kind: str,
         lines.append("You are no longer needed at this meeting: it has been removed from your calendar.")
     if kind == "declinecounter":
         lines.append("The meeting stays at the time above.")
-    message = build_imip_message(
+    message_id = new_message_id()
+    body = imip_bytes(
         ics=ics, method=method, subject=subject, text="\n".join(lines) + "\n",
-        sender=formataddr((ORGANIZER_NAME, sender_address())), to=me.email,
-        message_id=new_message_id(),
+        sender=formataddr((ORGANIZER_NAME, sender_address())), to=me.email, message_id=message_id,
     )
-    return enqueue(kind=kind, to=me.email, message=message, dedupe_key=dedupe_key) is not None
+    return Draft(kind=kind, to=me.email, message_id=message_id, subject=header_text("Subject", subject),
+                 body=body, dedupe_key=dedupe_key)
+
+
+def _enqueue_itip(ctx: _Meeting, invitation: Invitation, kind: str,
+                  dedupe_key: str | None = None) -> bool:
+    """Write one iMIP message about ctx.meeting to one attendee; True when written."""
+    return enqueue_many([_itip_draft(ctx, invitation, kind, dedupe_key)])[0]
 
 
 def _reset_answer(invitation: Invitation) -> None:
@@ -258,95 +307,189 @@ class SyncResult:
         return len(self.invited) + len(self.updated) + len(self.removed) + len(self.cancelled)
 
 
+@dataclass(frozen=True)
+class _Send:
+    """A message the sync owes one attendee."""
+
+    invitation: Invitation
+    kind: str
+    dedupe_key: str | None = None
+
+
 def _invitations(meeting: Meeting) -> dict[int, Invitation]:
     return {i.user_id: i for i in db.session.scalars(
         sa.select(Invitation).where(Invitation.meeting_id == meeting.id)
     )}
 
 
-def sync_meeting_invitations(meeting: Meeting) -> SyncResult:
-    """Bring the invitations of `meeting` in line with who is needed; idempotent.
+def _invitations_of(meeting_ids: list[int]) -> dict[int, dict[int, Invitation]]:
+    """meeting id → user id → invitation, for all these meetings at once."""
+    found: dict[int, dict[int, Invitation]] = {meeting_id: {} for meeting_id in meeting_ids}
+    for inv in db.session.scalars(
+        sa.select(Invitation).where(id_in(Invitation.meeting_id, meeting_ids)).order_by(Invitation.id)
+        .options(joinedload(Invitation.user).lazyload(User.roles))
+    ):
+        found[inv.meeting_id][inv.user_id] = inv
+    return found
+
+
+def _meetings(meeting_ids: list[int]) -> list[Meeting]:
+    """These meetings in the given order, with their boards and the boards' members."""
+    loaded = {m.id: m for m in db.session.scalars(
+        sa.select(Meeting).where(id_in(Meeting.id, meeting_ids))
+        .options(joinedload(Meeting.board).selectinload(Board.members).joinedload(BoardMember.user)
+                 .lazyload(User.roles)))}
+    return [loaded[meeting_id] for meeting_id in meeting_ids if meeting_id in loaded]
+
+
+def sync_meetings_invitations(meeting_ids: Iterable[int]) -> dict[int, SyncResult]:
+    """Bring the invitations of these meetings in line with who is needed; idempotent. A
+    handful of statements whatever the number of meetings; meeting id → SyncResult, in the
+    order given (ids of no meeting are left out).
 
     New attendee → Invitation + REQUEST; no longer needed → inactive + CANCEL to them only;
     meeting.sequence above what an attendee last got → update REQUEST (answer reset to
     NEEDS-ACTION); meeting cancelled → CANCEL to every active attendee, once. Every REQUEST lists
     all active attendees with their PARTSTAT. Messages go to the outbox; the caller commits.
     """
-    result = SyncResult(meeting_id=meeting.id)
-    invitations = _invitations(meeting)
-    if meeting.status == "cancelled":
-        targets = [i for i in invitations.values() if i.active and i.last_sequence_sent is not None]
-        if targets:
-            ctx = _Meeting(meeting, list(invitations.values()), case_count(meeting))
-            for inv in targets:
-                key = f"itip-cancel:{meeting.id}:{inv.user_id}:{meeting.sequence}"
-                if _enqueue_itip(ctx, inv, "cancel", dedupe_key=key):
-                    result.cancelled.append(inv.user.email)
-                inv.last_sequence_sent = max(inv.last_sequence_sent or 0, meeting.sequence)
-    elif meeting.status == "scheduled":
-        _sync_scheduled(meeting, invitations, result)
-    if result.sent:
-        record("invitation.sync", "meeting", meeting.id, details={
-            k: v for k, v in asdict(result).items() if k != "meeting_id" and v
-        })
-    db.session.flush()
-    return result
+    db.session.flush()  # the session's own changes first: the queries below read the rows
+    meetings = _meetings(list(dict.fromkeys(meeting_ids)))
+    ids = [m.id for m in meetings]
+    invitations, agendas = _invitations_of(ids), _agendas(ids)
+    referrers = _active_users(set().union(*(a.referrers for a in agendas.values())))
+    sends: dict[int, list[_Send]] = {}
+    for meeting in meetings:
+        if meeting.status == "cancelled":
+            sends[meeting.id] = _cancel_all(meeting, invitations[meeting.id])
+        elif meeting.status == "scheduled":
+            expected = _expected(meeting, agendas[meeting.id], referrers)
+            sends[meeting.id] = _follow(meeting, invitations[meeting.id], expected, referrers)
+    _write_invitations(inv for invs in invitations.values() for inv in invs.values())
+    drafts: list[tuple[int, _Send, Draft]] = []
+    dtstamp = now_utc()
+    for meeting in meetings:
+        if sends.get(meeting.id):
+            ctx = _Meeting(meeting, list(invitations[meeting.id].values()), agendas[meeting.id].count)
+            drafts.extend((meeting.id, send, _itip_draft(ctx, send.invitation, send.kind, send.dedupe_key,
+                                                          dtstamp=dtstamp))
+                          for send in sends[meeting.id])
+    written = enqueue_many([draft for _, _, draft in drafts])
+    results = {m.id: SyncResult(meeting_id=m.id) for m in meetings}
+    for (meeting_id, send, _), ok in zip(drafts, written, strict=True):
+        if ok:
+            getattr(results[meeting_id], _RESULT_LIST[send.kind]).append(send.invitation.user.email)
+    record_many(("invitation.sync", "meeting", r.meeting_id,
+                 {k: v for k, v in asdict(r).items() if k != "meeting_id" and v})
+                for r in results.values() if r.sent)
+    return results
 
 
-def _sync_scheduled(meeting: Meeting, invitations: dict[int, Invitation], result: SyncResult) -> None:
-    expected = expected_attendees(meeting)
-    users = {u.id: u for u in db.session.scalars(
-        sa.select(User).where(User.id.in_(set(expected) - set(invitations)))
-    )} if set(expected) - set(invitations) else {}
-    to_request: list[tuple[Invitation, str]] = []
-    removed: list[Invitation] = []
+#: the SyncResult list each kind of message goes to
+_RESULT_LIST = {"invite": "invited", "update": "updated", "uninvite": "removed", "cancel": "cancelled"}
+
+
+def _cancel_all(meeting: Meeting, invitations: dict[int, Invitation]) -> list[_Send]:
+    """A cancelled meeting: CANCEL to every active attendee that got something, once per SEQUENCE."""
+    sends = []
+    for inv in invitations.values():
+        if inv.active and inv.last_sequence_sent is not None:
+            key = f"itip-cancel:{meeting.id}:{inv.user_id}:{meeting.sequence}"
+            sends.append(_Send(inv, "cancel", key))
+            inv.last_sequence_sent = max(inv.last_sequence_sent, meeting.sequence)
+    return sends
+
+
+def _follow(meeting: Meeting, invitations: dict[int, Invitation], expected: dict[int, str],
+            referrers: dict[int, User]) -> list[_Send]:
+    """A scheduled meeting: invitations follow `expected` (new ones added to `invitations`, not
+    yet to the session); the messages owed, invites and updates first, then removals."""
+    users = {**referrers, **{member.user_id: member.user for member in meeting.board.members}}
+    to_request: list[_Send] = []
+    removed: list[_Send] = []
     for user_id, role in expected.items():
         inv = invitations.get(user_id)
         if inv is None:
             inv = Invitation(meeting_id=meeting.id, user_id=user_id, user=users[user_id], role=role,
-                             partstat="NEEDS-ACTION", active=True)
-            db.session.add(inv)
+                             partstat="NEEDS-ACTION", active=True, replied_at=None, delegated_to=None,
+                             comment=None)  # inserted by _write_invitations
             invitations[user_id] = inv
-            to_request.append((inv, "invite"))
+            to_request.append(_Send(inv, "invite"))
             continue
         inv.role = role
         if not inv.active:
             inv.active = True
             _reset_answer(inv)
-            to_request.append((inv, "invite"))
+            to_request.append(_Send(inv, "invite"))
         elif inv.last_sequence_sent is None:
-            to_request.append((inv, "invite"))
+            to_request.append(_Send(inv, "invite"))
         elif inv.last_sequence_sent < meeting.sequence:
             _reset_answer(inv)
-            to_request.append((inv, "update"))
+            to_request.append(_Send(inv, "update"))
     for inv in invitations.values():
         if inv.active and inv.user_id not in expected:
             inv.active = False
             if inv.last_sequence_sent is not None:
-                removed.append(inv)
-    if not to_request and not removed:
-        return
-    db.session.flush()
-    ctx = _Meeting(meeting, list(invitations.values()), case_count(meeting))
-    for inv, kind in to_request:
-        _enqueue_itip(ctx, inv, kind)
-        inv.last_sequence_sent = meeting.sequence
-        (result.invited if kind == "invite" else result.updated).append(inv.user.email)
-    for inv in removed:
-        _enqueue_itip(ctx, inv, "uninvite")
-        inv.last_sequence_sent = meeting.sequence
-        result.removed.append(inv.user.email)
+                removed.append(_Send(inv, "uninvite"))
+    sends = to_request + removed
+    for send in sends:  # messages without a dedupe key are always written
+        send.invitation.last_sequence_sent = meeting.sequence
+    return sends
+
+
+#: the invitation columns a sync writes
+_SYNCED_COLUMNS = ("role", "partstat", "active", "last_sequence_sent", "replied_at", "delegated_to",
+                   "comment")
+
+
+def _write_invitations(invitations: Iterable[Invitation]) -> None:
+    """Write what the sync did to these invitations with two statements whatever their number
+    (a flush makes one UPDATE per run of rows changing the same columns, and one INSERT per row
+    on SQLite): one executemany UPDATE of the changed ones, one INSERT … RETURNING of the new
+    ones (transient until then), which then join the session as loaded."""
+    changed, new = [], []
+    for inv in invitations:
+        if inv.id is None:
+            new.append(inv)
+        elif any(attributes.get_history(inv, name).has_changes() for name in _SYNCED_COLUMNS):
+            changed.append(inv)
+    table = Invitation.__table__
+    with db.session.no_autoflush:
+        if changed:
+            db.session.execute(
+                sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
+                    {name: sa.bindparam(f"b_{name}", type_=table.c[name].type) for name in _SYNCED_COLUMNS}),
+                [{"b_id": inv.id, **{f"b_{name}": getattr(inv, name) for name in _SYNCED_COLUMNS}}
+                 for inv in changed])
+            for inv in changed:  # as written: not dirty
+                for name in _SYNCED_COLUMNS:
+                    attributes.set_committed_value(inv, name, getattr(inv, name))
+        if new:
+            now = now_utc()
+            rows = [{"meeting_id": inv.meeting_id, "user_id": inv.user_id, "created_at": now,
+                     **{name: getattr(inv, name) for name in _SYNCED_COLUMNS}} for inv in new]
+            ids = {(meeting_id, user_id): row_id for row_id, meeting_id, user_id in db.session.execute(
+                sa.insert(table).returning(table.c.id, table.c.meeting_id, table.c.user_id), rows)}
+            for inv in new:
+                inv.id, inv.created_at = ids[inv.meeting_id, inv.user_id], now
+                make_transient_to_detached(inv)
+                db.session.add(inv)
+
+
+def sync_meeting_invitations(meeting: Meeting) -> SyncResult:
+    """`sync_meetings_invitations` for one meeting."""
+    db.session.flush()  # a new meeting gets its id
+    return sync_meetings_invitations([meeting.id])[meeting.id]
 
 
 def sync_upcoming_invitations(now: datetime | None = None) -> int:
     """Sync every scheduled or cancelled meeting that has not ended; the number of messages written."""
     now = now or now_utc()
-    meetings = db.session.scalars(
-        sa.select(Meeting)
+    ids = db.session.scalars(
+        sa.select(Meeting.id)
         .where(Meeting.status.in_(("scheduled", "cancelled")), Meeting.end_at > now)
         .order_by(Meeting.start_at, Meeting.id)
     ).all()
-    return sum(sync_meeting_invitations(m).sent for m in meetings)
+    return sum(result.sent for result in sync_meetings_invitations(ids).values())
 
 
 # --------------------------------------------------------------------------- incoming iTIP

@@ -1,6 +1,7 @@
 """Invitations follow the meetings: a commit that changed a meeting's time, place or status, or
 an agenda, syncs that meeting's invitations (REQUEST / CANCEL to the outbox) in the same
-transaction. One mechanism for every path: coordinator pages, the API, the engine, the CLI.
+transaction, all touched meetings in one set-based sync. One mechanism for every path:
+coordinator pages, the API, the engine, the CLI.
 """
 
 from __future__ import annotations
@@ -8,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
 from flask_sqlalchemy.session import Session
 from sqlalchemy import event
 from sqlalchemy.orm import attributes
 
 from tumorboard.boards.models import Meeting
 from tumorboard.cases.models import Assignment
+from tumorboard.cases.services import id_in
 from tumorboard.db import now_utc
 
 TRACKED_FIELDS = ("start_at", "end_at", "location", "status", "sequence")
@@ -42,17 +45,17 @@ def _sync(session: Any) -> None:
     # before_commit also fires when a savepoint is released: act on the real commit only, once
     if session.in_nested_transaction() or session.info.get(_BUSY):
         return
-    from tumorboard.calendar.services import sync_meeting_invitations
+    from tumorboard.calendar import services  # looked up at call time (benches time it)
 
     session.info[_BUSY] = True
     try:
         session.flush()  # collect what the last changes touched
         pending: set[int] = session.info.pop(_KEY, set())
-        now = now_utc()
-        for meeting_id in sorted(pending):
-            meeting = session.get(Meeting, meeting_id)
-            if meeting is not None and meeting.end_at > now:  # past meetings are history
-                sync_meeting_invitations(meeting)
+        if pending:
+            upcoming = session.scalars(  # past meetings are history
+                sa.select(Meeting.id).where(id_in(Meeting.id, pending), Meeting.end_at > now_utc())
+                .order_by(Meeting.id)).all()
+            services.sync_meetings_invitations(upcoming)
         session.info.pop(_KEY, None)  # the sync's own flushes touch no meeting we still owe
     finally:
         session.info.pop(_BUSY, None)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
+from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -67,6 +68,18 @@ def build_text_message(*, to: str, subject: str, text: str) -> EmailMessage:
     return msg
 
 
+@dataclass(frozen=True)
+class Draft:
+    """One serialised email for `enqueue_many`: its Message-ID is the one inside `body`."""
+
+    kind: str
+    to: str
+    message_id: str
+    subject: str
+    body: bytes
+    dedupe_key: str | None = None
+
+
 def enqueue(
     *, kind: str, to: str, message: EmailMessage, dedupe_key: str | None = None
 ) -> OutboxMessage | None:
@@ -82,18 +95,48 @@ def enqueue(
     if not message_id:
         message_id = new_message_id()
         message["Message-ID"] = message_id
-    row = OutboxMessage(
-        kind=kind,
-        to_addr=to,
-        message_id=str(message_id),
-        dedupe_key=dedupe_key,
-        subject=str(message.get("Subject", ""))[:300],
-        body=message.as_bytes(policy=policy.SMTP),
-        status="pending",
-        attempts=0,
-        next_attempt_at=now_utc(),
-    )
-    if dedupe_key is None:
+    return _write(Draft(kind=kind, to=to, message_id=str(message_id), dedupe_key=dedupe_key,
+                        subject=str(message.get("Subject", "")), body=message.as_bytes(policy=policy.SMTP)))
+
+
+def enqueue_many(drafts: Sequence[Draft]) -> list[bool]:
+    """`enqueue` for many serialised messages, in order, with one executemany INSERT; the caller
+    commits. For each draft, whether it was written (False: its dedupe_key is in the outbox
+    already, or on an earlier draft). The rows are not loaded into the session."""
+    taken = _taken_keys({d.dedupe_key for d in drafts if d.dedupe_key is not None})
+    now = now_utc()
+    rows, written = [], []
+    for draft in drafts:
+        fresh = draft.dedupe_key is None or draft.dedupe_key not in taken
+        if fresh:
+            rows.append(_values(draft, now))
+            if draft.dedupe_key is not None:
+                taken.add(draft.dedupe_key)
+        written.append(fresh)
+    if not rows:
+        return written
+    insert = sa.insert(OutboxMessage.__table__)
+    if not any(row["dedupe_key"] for row in rows):
+        db.session.execute(insert, rows)
+        return written
+    try:  # a concurrent writer may have taken a key since we looked: then one by one
+        with db.session.begin_nested():
+            db.session.execute(insert, rows)
+    except IntegrityError:
+        return [fresh and _write(draft) is not None for draft, fresh in zip(drafts, written, strict=True)]
+    return written
+
+
+def _values(draft: Draft, now: datetime) -> dict[str, Any]:
+    return {"kind": draft.kind, "to_addr": draft.to, "message_id": draft.message_id,
+            "dedupe_key": draft.dedupe_key, "subject": draft.subject[:300], "body": draft.body,
+            "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+
+
+def _write(draft: Draft) -> OutboxMessage | None:
+    """One outbox row through the ORM (None when its dedupe_key is taken meanwhile)."""
+    row = OutboxMessage(**_values(draft, now_utc()))
+    if draft.dedupe_key is None:
         db.session.add(row)
         db.session.flush()
         return row
@@ -101,7 +144,7 @@ def enqueue(
         with db.session.begin_nested():
             db.session.add(row)
     except IntegrityError:
-        if _dedupe_taken(dedupe_key):
+        if _dedupe_taken(draft.dedupe_key):
             return None
         raise
     return row
@@ -109,6 +152,14 @@ def enqueue(
 
 def _dedupe_taken(key: str) -> bool:
     return db.session.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None
+
+
+def _taken_keys(keys: set[str]) -> set[str]:
+    """Of these dedupe keys, those already in the outbox."""
+    if not keys:
+        return set()
+    return set(db.session.scalars(
+        sa.select(OutboxMessage.dedupe_key).where(OutboxMessage.dedupe_key.in_(keys))))
 
 
 @dataclass
