@@ -94,3 +94,50 @@ def test_a_board_with_meetings_cannot_be_deleted_but_a_case_takes_its_records_al
     db.session.execute(sa.text("DELETE FROM cases WHERE id = :id"), {"id": case.id})
     left = db.session.scalar(sa.text("SELECT count(*) FROM record_items WHERE case_id = :c"), {"c": case.id})
     assert left == 0
+
+
+def _transaction_ends(app) -> list[str]:
+    """'commit' / 'rollback' for every transaction the app's engine ends from now on."""
+    ends: list[str] = []
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "commit", lambda _conn: ends.append("commit"))
+    sa.event.listen(engine, "rollback", lambda _conn: ends.append("rollback"))
+    return ends
+
+
+@pytest.mark.postgres
+def test_a_read_only_request_commits_and_psycopg_keeps_its_prepared_statements(pg_app) -> None:
+    from tests.helpers import login
+
+    with pg_app.app_context():
+        make_user("coordinator", email="reader@example.org")
+        db.session.commit()
+    client = pg_app.test_client()
+    login(client, "reader@example.org")
+    ends = _transaction_ends(pg_app)
+    for _ in range(12):
+        assert client.get("/api/v1/me").status_code == 200
+    assert ends and set(ends) == {"commit"}  # never a ROLLBACK, which drops prepared statements
+    with pg_app.app_context():
+        prepared = db.session.scalar(sa.text("SELECT count(*) FROM pg_prepared_statements"))
+    assert prepared >= 1  # the user query, planned once for this connection
+
+
+@pytest.mark.postgres
+def test_a_transaction_that_wrote_is_left_to_roll_back(pg_app) -> None:
+    from tumorboard.db import end_read_only_transaction
+
+    with pg_app.app_context():
+        user = make_user("coordinator", email="writer@example.org")
+        db.session.commit()
+        ends = _transaction_ends(pg_app)
+        db.session.execute(sa.update(type(user)).where(type(user).id == user.id).values(name="Changed"))
+        end_read_only_transaction(None)  # a Core write, not committed by the view: not ours to commit
+        db.session.remove()
+        assert ends == ["rollback"]
+        assert db.session.get(type(user), user.id).name != "Changed"
+        db.session.get(type(user), user.id).name = "Pending"  # an ORM change not even flushed
+        end_read_only_transaction(None)
+        db.session.remove()
+        assert ends[-1] == "rollback" and db.session.get(type(user), user.id).name != "Pending"

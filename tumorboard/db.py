@@ -86,3 +86,37 @@ def _sqlite_on_begin(conn: sa.Connection) -> None:
     # other process (web or scheduler) has written; most of our transactions write (audit rows).
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# --- read-only transactions end with COMMIT ---------------------------------------------------
+#
+# psycopg forgets its prepared statements at every ROLLBACK (an object they use may have gone),
+# and closing a session rolls back whatever is open: in a web app whose pages mostly only read,
+# no query plan would ever be reused. A transaction that wrote nothing ends the same either way,
+# so the request's teardown commits it instead (`end_read_only_transaction`).
+
+_WROTE = "tumorboard.transaction_wrote"
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _note_writes(conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> None:
+    if statement.lstrip()[:6].upper() != "SELECT":  # INSERT, UPDATE, DELETE, WITH …, DDL: a write
+        conn.info[_WROTE] = True
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _transaction_ended(conn: sa.Connection) -> None:
+    conn.info.pop(_WROTE, None)
+
+
+def end_read_only_transaction(error: BaseException | None) -> None:
+    """teardown_request: COMMIT the request's transaction when it wrote nothing and nothing is
+    waiting to be written; anything else is left to the session's usual rollback."""
+    from tumorboard.extensions import db
+
+    session = db.session()  # the request's session itself, not the scoped proxy
+    if error is not None or not session.in_transaction() or session.new or session.dirty or session.deleted:
+        return
+    if not session.connection().info.get(_WROTE):
+        session.commit()
