@@ -107,7 +107,8 @@ def _note_writes(conn: sa.Connection, _cursor: Any, statement: str, *_: Any) -> 
 @event.listens_for(Engine, "commit")
 @event.listens_for(Engine, "rollback")
 def _transaction_ended(conn: sa.Connection) -> None:
-    conn.info.pop(_WROTE, None)
+    if not conn.invalidated:  # a lost connection is discarded, flag and all
+        conn.info.pop(_WROTE, None)
 
 
 def end_read_only_transaction(error: BaseException | None) -> None:
