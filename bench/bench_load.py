@@ -129,6 +129,7 @@ class Sample:
     kind: str
     latency: float  #: seconds from the moment the request was due to the end of the response
     status: int
+    due: float = 0.0  #: seconds from the start of the run to the moment the request was due
 
 
 @dataclass
@@ -228,7 +229,7 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
             status = -1  # not answered MAX_LATE after it was due: counted as dropped
         except OSError:
             status = 0
-        samples.append(Sample(kind, loop.time() - at, status))
+        samples.append(Sample(kind, loop.time() - at, status, at - start))
 
     start = loop.time()
     n = 0
@@ -267,7 +268,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered))) - 1))]
 
 
-def report(label: str, samples: list[Sample], seconds: float) -> None:
+def report(label: str, samples: list[Sample], seconds: float, timeline: float = 0) -> None:
     errors = [s for s in samples if s.status != 200]
     dropped = sum(1 for s in samples if s.status == -1)
     print(f"\n{label}: {len(samples)} requests due in {seconds:.1f} s, errors {len(errors)} "
@@ -280,6 +281,10 @@ def report(label: str, samples: list[Sample], seconds: float) -> None:
         if lat:
             print(f"  {kind:<8} {len(lat):>6} {statistics.median(lat):>8.1f} {percentile(lat, 99):>8.1f} "
                   f"{max(lat):>8.1f}")
+    if timeline:
+        print(f"  p99 ms per {timeline:.0f} s of the run:", " ".join(
+            f"{percentile([s.latency * 1000 for s in samples if start <= s.due < start + timeline], 99):.0f}"
+            for start in range(0, int(max(s.due for s in samples)) + 1, int(timeline))))
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -315,6 +320,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--skip-pass", action="store_true", help="measure idle only")
+    parser.add_argument("--pass-nice", type=int, default=10, help="niceness of the pass (the scheduler's)")
     parser.add_argument("--warmup", type=float, default=20,
                         help="seconds at a quarter of the rate first, not measured")
     args = parser.parse_args()
@@ -348,7 +354,8 @@ def main() -> None:
             env = {**os.environ, "DATABASE_URL": url, "TUMORBOARD_CONFIG": "production",
                    "SECRET_KEY": "bench-only-secret", "FLASK_APP": "wsgi"}
             pass_started = time.perf_counter()
-            command = ["nice", "-n", "10", sys.executable, "-m", "flask", "tumorboard", "assign"]
+            command = ["nice", "-n", str(args.pass_nice), sys.executable, "-m", "flask", "tumorboard",
+                       "assign"]
             log = tempfile.TemporaryFile("w+")  # one line per change: far more than a pipe holds
             assign = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                       text=True)
@@ -365,7 +372,7 @@ def main() -> None:
             log.seek(0)
             out = err = log.read()
             log.close()
-            report("during an assignment pass over every case", samples, len(samples) / args.rate)
+            report("during an assignment pass over every case", samples, len(samples) / args.rate, timeline=5)
             print(f"\nassignment pass: {timer['pass']:.1f} s wall (import + build + solve + apply + commit), "
                   f"exit {assign.returncode}; {out.strip().splitlines()[-1] if out.strip() else err[-500:]}")
             with app.app_context():

@@ -96,7 +96,8 @@ def assign_command(dry_run: bool) -> None:
     objective = result.plan.get("objective", {})
     click.echo(f"{len(result.changes)} change(s){' (dry run: nothing written)' if dry_run else ''}; "
                f"placed {objective.get('placed', 0)}, urgent placed {objective.get('urgent_placed', 0)}, "
-               f"urgent slot requests {len(result.plan.get('urgent_slot_requests', []))}")
+               f"urgent slot requests {len(result.plan.get('urgent_slot_requests', []))}; "
+               + ", ".join(f"{phase} {took:.1f} s" for phase, took in result.seconds.items()))
 
 
 from tumorboard.calendar.cli import itip_cli  # noqa: E402

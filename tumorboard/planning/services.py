@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from time import perf_counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -65,6 +66,8 @@ class PassResult:
     skipped_stale: list[int] = field(default_factory=list)
     #: case id → why the assignment rules refused the engine's move (left for the next pass)
     refused: dict[int, str] = field(default_factory=dict)
+    #: seconds per phase (build, solve, apply), for the logs and the CLI
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def touched_meetings(self) -> set[int]:
@@ -288,11 +291,20 @@ def _describe(meeting: Meeting) -> str:
 
 def run_pass(now: datetime | None = None, *, dry_run: bool = False) -> PassResult:
     """One assignment pass over everything open. With dry_run nothing is written."""
+    clock = [perf_counter()]
+
+    def lap() -> float:
+        clock.append(perf_counter())
+        return round(clock[-1] - clock[-2], 3)
+
     snapshot = build_problem(now)
+    seconds = {"build": lap()}
     plan = solve_snapshot(snapshot)
+    seconds["solve"] = lap()
     if dry_run:
-        return PassResult(changes=diff(snapshot, plan), plan=plan)
+        return PassResult(changes=diff(snapshot, plan), plan=plan, seconds=seconds)
     result = apply_plan(snapshot, plan)
+    result.seconds = {**seconds, "apply": lap()}
     mark_requests_done()
     if result.skipped_stale:  # changed (or being changed) meanwhile: look again soon
         db.session.add(PlanningRequest(reason="cases changed during the last pass"))
@@ -332,14 +344,14 @@ def connect_signals() -> None:
 
 
 def describe_changes(changes: Iterable[Change]) -> list[str]:
-    """Human lines for `flask tumorboard assign` (e.g. "case 12: Breast MDT … → Lung MDT …")."""
-    lines = []
-    for change in changes:
-        before = _describe(db.session.get(Meeting, change.before)) if change.before else "unassigned"
-        after = _describe(db.session.get(Meeting, change.after)) if change.after else "unassigned"
-        lines.append(f"case {change.case_id}: {before} → {after}")
-    return lines
-
+    """Human lines for `flask tumorboard assign` (e.g. "case 12: Breast MDT … → Lung MDT …"),
+    each meeting loaded and described once however many cases it takes."""
+    changes = list(changes)
+    ids = {m for c in changes for m in (c.before, c.after) if m is not None}
+    meetings = db.session.scalars(sa.select(Meeting).where(Meeting.id.in_(ids))).all() if ids else []
+    text = {m.id: _describe(m) for m in meetings}
+    return [f"case {c.case_id}: {text.get(c.before, 'unassigned')} → {text.get(c.after, 'unassigned')}"
+            for c in changes]
 
 
 # --- urgent slot requests ------------------------------------------------------------------
