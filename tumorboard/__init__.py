@@ -98,6 +98,7 @@ def register_blueprints(app: Flask) -> None:
     from tumorboard.auth.permissions import enforce_permissions
     from tumorboard.errors import register_error_handlers
     from tumorboard.security import refuse_nul_in_forms
+    from tumorboard.templating import init_templating
 
     for path in VIEW_BLUEPRINTS:
         module, _, attr = path.partition(":")
@@ -105,12 +106,7 @@ def register_blueprints(app: Flask) -> None:
     app.before_request(enforce_permissions)
     app.before_request(refuse_nul_in_forms)  # after the permission check, before any view
     register_error_handlers(app)
-
-    @app.context_processor
-    def _template_globals() -> dict[str, object]:
-        from tumorboard.vocab import label
-
-        return {"url_endpoints": set(app.view_functions), "label": label}
+    init_templating(app)
 
 
 def register_cli(app: Flask) -> None:

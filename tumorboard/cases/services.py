@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import abort, current_app
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, lazyload
 
 from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import record as audit
@@ -151,6 +151,7 @@ def assignment_history(case: Case) -> list[tuple[Assignment, Meeting, Board]]:
         .join(Meeting, Assignment.meeting_id == Meeting.id)
         .join(Board, Meeting.board_id == Board.id)
         .where(Assignment.case_id == case.id)
+        .options(lazyload(Meeting.board), lazyload(Board.sites), lazyload(Board.specialties))  # not shown
         .order_by(Meeting.start_at.desc(), Assignment.id.desc())
     )
     return [(a, m, b) for a, m, b in rows]
