@@ -1,6 +1,7 @@
 """Load on the web app as production runs it: gunicorn (sync workers) on 127.0.0.1, PostgreSQL
 seeded with 10,000 synthetic cases, mixed reads at a fixed rate — idle, then while an assignment
-pass over all 10,000 cases runs beside it (niced, as the scheduler runs it).
+pass over all 10,000 cases runs beside it (niced, as the scheduler runs it), then once more with
+every agenda full (the steady state).
 
     .venv/bin/python bench/bench_load.py                 # 10,000 cases, 200 req/s, 20 s per phase
     .venv/bin/python bench/bench_load.py --rate 200 --duration 20 --workers 5 \\
@@ -381,6 +382,9 @@ def main() -> None:
                 print(f"  active assignments {placed}, outbox messages {outbox}")
                 db.session.remove()
                 db.engine.dispose()
+            # the steady state: every agenda full, every case page with its meeting
+            samples = drive(args.port, workload, args.rate, args.duration, args.sessions)
+            report("after the pass (agendas full)", samples, len(samples) / args.rate)
         finally:
             if server is not None:
                 server.terminate()
