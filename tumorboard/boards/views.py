@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.orm import joinedload
 from werkzeug.wrappers import Response
 from wtforms import SelectChoice
 
@@ -193,7 +194,8 @@ def meetings() -> str:
 
 
 def _readable_meeting(meeting_id: int) -> Meeting:
-    meeting = db.get_or_404(Meeting, meeting_id)
+    # the board's sites only when asked for (the agenda seldom shows them): one query less
+    meeting = db.get_or_404(Meeting, meeting_id, options=[joinedload(Meeting.board).lazyload(Board.sites)])
     if not services.can_read_agenda(current_user, meeting):
         abort(403)
     return meeting

@@ -33,11 +33,11 @@ def _conflict(message: str, field: str) -> DomainError:
 
 def agenda(meeting: Meeting) -> list[Assignment]:
     """The meeting's active assignments in agenda order."""
-    return list(db.session.scalars(
+    return list(db.session.scalars(  # one round trip: the cases and their specialties joined
         sa.select(Assignment).where(Assignment.meeting_id == meeting.id, Assignment.active.is_(True))
-        .options(joinedload(Assignment.case))
+        .options(joinedload(Assignment.case).joinedload(Case.specialties))
         .order_by(Assignment.position, Assignment.id)
-    ).all())
+    ).unique().all())
 
 
 def minutes_used(meeting: Meeting) -> int:
