@@ -198,6 +198,9 @@ def test_list_uses_the_queue_filters_and_paginates(client, coordinator, oncologi
     assert [i["mrn"] for i in page["items"]] == ["LST-3", "LST-4", "LST-5"]
     at_risk = client.get("/api/v1/cases?risk=at_risk&mrn=lst", headers=coordinator).json
     assert [i["mrn"] for i in at_risk["items"]] == ["LST-0", "LST-1", "LST-2"]
+    reads = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "queue.read")
+                               .order_by(AuditEvent.id)).all()
+    assert [len(r.details["case_ids"]) for r in reads] == [3, 3]  # each page read is on record
     assert all(i["risk"] == "at_risk" for i in at_risk["items"])
     for bad in ("per_page=201", "per_page=0", "page=x", "risk=red", "status=paused"):
         response = client.get(f"/api/v1/cases?{bad}", headers=coordinator)

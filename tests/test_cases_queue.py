@@ -166,3 +166,18 @@ def test_queue_page_shows_risk_colour_records_and_paging_links(app, client) -> N
     assert "Q-010" in found and "Q-020" not in found
     bad = client.get("/cases?site=elbow")
     assert bad.status_code == 200 and "Correct the filters" in bad.get_data(as_text=True)
+
+
+def test_reading_the_queue_is_audited_with_the_cases_shown(app, client) -> None:
+    from tumorboard.audit.models import AuditEvent
+
+    coordinator = make_user("coordinator")
+    onc = make_user("oncologist")
+    shown = [make_case(oncologist=onc, mrn=f"AUD-{n}", deadline=TODAY + timedelta(days=n)) for n in range(3)]
+    login(client, coordinator.email)
+    assert client.get("/cases?mrn=aud").status_code == 200
+    read = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "queue.read")).all()
+    assert len(read) == 1 and read[0].actor_id == coordinator.id
+    assert read[0].details == {"case_ids": [c.id for c in shown], "page": 1}
+    client.get("/cases?mrn=nobody")  # no names shown, nothing to record
+    assert db.session.scalar(sa.select(sa.func.count()).where(AuditEvent.action == "queue.read")) == 1

@@ -66,7 +66,8 @@ def case_payload(case: Case) -> dict[str, Any]:
 def list_cases(args: dict[str, Any]) -> dict[str, Any]:
     """The case queue: by deadline, urgent first; the same filters as the web queue."""
     page, per_page = args.pop("page"), args.pop("per_page")
-    result = services.queue_page(services.QueueFilters(**args), page, per_page)
+    result = services.read_queue(services.QueueFilters(**args), page, per_page)
+    db.session.commit()
     return {
         "items": [_summary(row) for row in result.rows],
         "pagination": {"page": result.page, "per_page": result.per_page, "total": result.total,

@@ -592,6 +592,16 @@ def _like_prefix(text: str) -> str:
     return escaped + "%"
 
 
+def read_queue(filters: QueueFilters, page: int = 1, per_page: int = 50) -> QueuePage:
+    """`queue_page`, audited as a PHI read (names and MRNs): "queue.read" with the case ids
+    shown; the caller commits."""
+    result = queue_page(filters, page, per_page)
+    if result.rows:
+        audit("queue.read", None, None, details={"case_ids": [row.case.id for row in result.rows],
+                                                 "page": result.page})
+    return result
+
+
 def queue_conditions(filters: QueueFilters, today: date, margin_days: int) -> list[sa.ColumnElement[bool]]:
     """The WHERE conditions of the queue for these filters (shared by the page and its count)."""
     conditions: list[sa.ColumnElement[bool]] = []

@@ -60,9 +60,11 @@ def queue() -> str:
             site=form.site.data or None, status=form.status.data or "open",
             urgency=form.urgency.data or None, risk=form.risk.data or None, mrn=form.mrn.data or None,
         )
-        result = services.queue_page(filters, page, PER_PAGE)
+        result = services.read_queue(filters, page, PER_PAGE)
     args = {k: v for k, v in request.args.items() if k != "page" and v}
-    return render_template("cases/queue.html", form=form, result=result, args=args, tz=_user_zone())
+    html = render_template("cases/queue.html", form=form, result=result, args=args, tz=_user_zone())
+    db.session.commit()  # the read is on record before the page leaves
+    return html
 
 
 @bp.route("/cases/new", methods=["GET", "POST"])
