@@ -34,9 +34,8 @@ def login(client: FlaskClient, email: str, password: str = PASSWORD) -> TestResp
 def commit_and_seal() -> None:
     """Commit, then run the sealer as the scheduler would (the test's outer transaction still
     rolls everything back)."""
-    from tumorboard.audit.services import seal_pending
+    from tumorboard.audit.services import seal_all
     from tumorboard.extensions import db
 
     db.session.commit()
-    seal_pending()
-    db.session.commit()
+    seal_all()

@@ -291,20 +291,16 @@ def _describe(meeting: Meeting) -> str:
 
 def run_pass(now: datetime | None = None, *, dry_run: bool = False) -> PassResult:
     """One assignment pass over everything open. With dry_run nothing is written."""
-    clock = [perf_counter()]
-
-    def lap() -> float:
-        clock.append(perf_counter())
-        return round(clock[-1] - clock[-2], 3)
-
+    started = perf_counter()
     snapshot = build_problem(now)
-    seconds = {"build": lap()}
+    built = perf_counter()
     plan = solve_snapshot(snapshot)
-    seconds["solve"] = lap()
+    solved = perf_counter()
+    seconds = {"build": built - started, "solve": solved - built}
     if dry_run:
         return PassResult(changes=diff(snapshot, plan), plan=plan, seconds=seconds)
     result = apply_plan(snapshot, plan)
-    result.seconds = {**seconds, "apply": lap()}
+    result.seconds = {**seconds, "apply": perf_counter() - solved}
     mark_requests_done()
     if result.skipped_stale:  # changed (or being changed) meanwhile: look again soon
         db.session.add(PlanningRequest(reason="cases changed during the last pass"))
