@@ -1,0 +1,144 @@
+"""CPU cost of each page of the load mix, in process: what one request costs the web worker.
+
+    .venv/bin/python bench/bench_pages.py                       # 10,000 cases, 300 requests per page
+    .venv/bin/python bench/bench_pages.py --pages case --profile    # cProfile of the case page
+
+Seeds a scratch PostgreSQL database (`tb_bench_pages`, dropped afterwards) as bench_load.py does,
+places every case with one assignment pass (so agendas and case pages are full, the steady
+state), signs in through the login form and times each page of bench_load.py's mix through the
+WSGI app in the production configuration (Flask's test client: no socket, no gunicorn). Reports,
+per page: CPU of this process per request (median and p90, `time.process_time`), wall per request
+and SQL statements per request. The CPU figure is the one that decides how many requests two
+cores serve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from bench_load import PASSWORD, SITES, seed  # noqa: E402
+
+from tests.pgcheck import scratch_database  # noqa: E402
+from tumorboard import create_app  # noqa: E402
+from tumorboard.extensions import db  # noqa: E402
+
+SCRATCH = "tb_bench_pages"
+
+
+def paths(kind: str, rng: random.Random, ids: dict[str, list]) -> str:
+    if kind == "queue":
+        site = rng.choice(["", *SITES])
+        return f"/cases?site={site}" if site else "/cases"
+    if kind == "case":
+        return f"/cases/{rng.choice(ids['cases'])}"
+    if kind == "agenda":
+        return f"/meetings/{rng.choice(ids['meetings'])}"
+    return f"/feeds/boards/{rng.choice(ids['feeds'])}.ics"
+
+
+def sign_in(client) -> None:  # noqa: ANN001 - Flask test client
+    page = client.get("/login").get_data()
+    token = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page).group(1).decode()
+    response = client.post("/login", data={"csrf_token": token, "email": "coordinator@bench.example.org",
+                                           "password": PASSWORD}, headers={"Referer": "https://localhost/login"})
+    assert response.status_code == 302, response.status_code
+
+
+def print_by_package(stats: pstats.Stats, requests: int) -> None:
+    """Own CPU time per request, summed by library (profiled: the absolute figures are inflated)."""
+    totals: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        match = re.search(r"site-packages/([^/]+)", filename)
+        key = match.group(1) if match else ("templates" if "/templates/" in filename else
+                                           "tumorboard" if "/tumorboard/" in filename else "stdlib/builtins")
+        totals[key] = totals.get(key, 0) + tottime
+    for key, value in sorted(totals.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {key:<20} {value / requests * 1000:6.2f} ms/request (profiled)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=300, help="timed requests per page")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--pages", default="queue,case,agenda,feed", help="which pages, comma-separated")
+    parser.add_argument("--profile", action="store_true", help="cProfile the pages (CPU clock), top 45")
+    parser.add_argument("--database", default=SCRATCH, help="name of the scratch database")
+    args = parser.parse_args()
+
+    with scratch_database(args.pg_url, args.database) as url:
+        setup = create_app("testing", SQLALCHEMY_DATABASE_URI=url)
+        with setup.app_context():
+            db.create_all()
+            seed(args.cases)
+            from tumorboard.planning.services import run_pass
+
+            result = run_pass()
+            db.session.commit()
+            print(f"seeded and placed: {len(result.changes)} changes")
+            from tumorboard.boards.models import Board, Meeting
+
+            ids = {"cases": list(range(1, args.cases + 1)),
+                   "meetings": list(db.session.scalars(sa.select(Meeting.id))),
+                   "feeds": list(db.session.scalars(sa.select(Board.feed_token)))}
+            db.session.remove()
+            db.engine.dispose()
+
+        os.environ.update(SECRET_KEY="bench-only-secret", DATABASE_URL=url)  # noqa: S106 - scratch
+        app = create_app("production")
+        statements = [0]
+        with app.app_context():
+            sa.event.listen(db.engine, "before_cursor_execute",
+                            lambda *a: statements.__setitem__(0, statements[0] + 1))
+        client = app.test_client()
+        client.environ_base["wsgi.url_scheme"] = "https"
+        client.environ_base["HTTP_HOST"] = "localhost"
+        sign_in(client)
+        rng = random.Random(3)
+        kinds = args.pages.split(",")
+        print(f"{'page':<8} {'cpu p50 ms':>10} {'cpu p90 ms':>10} {'wall p50 ms':>11} {'SQL/req':>8}")
+        for kind in kinds:
+            for _ in range(50):  # warm-up: templates, compiled SQL, prepared statements
+                assert client.get(paths(kind, rng, ids)).status_code == 200
+            cpu, wall = [], []
+            statements[0] = 0
+            profiler = cProfile.Profile(time.process_time) if args.profile else None
+            for _ in range(args.requests):
+                path = paths(kind, rng, ids)
+                c0, w0 = time.process_time(), time.perf_counter()
+                if profiler:
+                    profiler.enable()
+                response = client.get(path)
+                if profiler:
+                    profiler.disable()
+                cpu.append((time.process_time() - c0) * 1000)
+                wall.append((time.perf_counter() - w0) * 1000)
+                assert response.status_code == 200, (path, response.status_code)
+            cpu.sort()
+            print(f"{kind:<8} {statistics.median(cpu):>10.2f} {cpu[int(len(cpu) * 0.9)]:>10.2f} "
+                  f"{statistics.median(wall):>11.2f} {statements[0] / args.requests:>8.1f}")
+            if profiler:
+                stats = pstats.Stats(profiler)
+                stats.sort_stats("cumulative").print_stats(45)
+                stats.sort_stats("tottime").print_stats(30)
+                print_by_package(stats, args.requests)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
