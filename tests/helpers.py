@@ -39,3 +39,12 @@ def commit_and_seal() -> None:
 
     db.session.commit()
     seal_all()
+
+
+def recorded(action: str, *args: Any, **kwargs: Any) -> Any:
+    """`audit.services.record`, returning the event itself (an AuditEvent) rather than its id."""
+    from tumorboard.audit.models import AuditEvent
+    from tumorboard.audit.services import record
+    from tumorboard.extensions import db
+
+    return db.session.get(AuditEvent, record(action, *args, **kwargs))

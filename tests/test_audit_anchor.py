@@ -10,14 +10,14 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.helpers import commit_and_seal
+from tests.helpers import commit_and_seal, recorded
 from tumorboard.audit.models import AuditEvent
-from tumorboard.audit.services import GENESIS, _hash, chain_head, check_anchor, find_tampering, record
+from tumorboard.audit.services import GENESIS, _hash, chain_head, check_anchor, find_tampering
 from tumorboard.extensions import db
 
 
 def _chain(n: int, start: int = 0) -> list[AuditEvent]:
-    events = [record(f"test.step{i}", "case", i, details={"i": i}) for i in range(start, start + n)]
+    events = [recorded(f"test.step{i}", "case", i, details={"i": i}) for i in range(start, start + n)]
     commit_and_seal()
     db.session.expire_all()
     return events

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import time_machine
 from flask import Flask
 
-from tests.helpers import commit_and_seal
+from tests.helpers import commit_and_seal, recorded
 from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import (
     GENESIS,
@@ -29,7 +29,7 @@ from tumorboard.jobs.tasks import JOBS
 
 
 def _chain(n: int = 5) -> list[AuditEvent]:
-    events = [record(f"test.step{i}", "case", i, details={"i": i}) for i in range(n)]
+    events = [recorded(f"test.step{i}", "case", i, details={"i": i}) for i in range(n)]
     commit_and_seal()
     db.session.expire_all()
     return events
@@ -127,11 +127,11 @@ def test_inserted_row_with_a_made_up_link_is_named_itself(app: Flask) -> None:
 
 
 def test_events_wait_for_the_sealer_then_join_the_chain_in_id_order(app: Flask) -> None:
-    event = record("test.pending")
+    event = recorded("test.pending")
     db.session.commit()
     assert event.seq is None and event.hash is None  # committed; no chain lock on the way
     assert pending().count == 1 and find_tampering() is None
-    later = record("test.later")
+    later = recorded("test.later")
     db.session.commit()
     assert seal_pending() == 2 and seal_pending() == 0  # a second run finds nothing left
     db.session.commit()
@@ -144,7 +144,7 @@ def test_a_rolled_back_event_never_reaches_the_chain(app: Flask) -> None:
     with db.session.begin_nested() as savepoint:
         record("test.gone")
         savepoint.rollback()
-    kept = record("test.kept")
+    kept = recorded("test.kept")
     commit_and_seal()
     assert [row.action for row in iter_rows()] == ["test.kept"] and kept.seq == 1
 
@@ -188,7 +188,7 @@ def test_hash_is_stable_after_a_round_trip(app: Flask, dialect: str) -> None:
                    datetime(2026, 7, 1, 12, 0, 0, 0, tzinfo=UTC),  # no microseconds at all
                    datetime(2026, 10, 25, 1, 30, 0, 1, tzinfo=UTC)):
         with time_machine.travel(moment, tick=False):
-            written.append(record("test.time", "case", "42", details={
+            written.append(recorded("test.time", "case", "42", details={
                 "tuple": (1, 2), "when": date(2026, 1, 2), "nested": {"b": 1, "a": [True, None, 1.5]},
                 "unicode": "Zoë – naïve", 7: "int key"}))
     commit_and_seal()

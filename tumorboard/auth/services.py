@@ -279,6 +279,14 @@ def user_for_api_token(secret: str) -> User | None:
     return token.user
 
 
+#: the user of a session cookie, with their roles, in one round trip (built once: every request
+#: asks for it)
+_SIGNED_IN_USER = (
+    sa.select(User).options(joinedload(User.roles))
+    .where(User.session_token == sa.bindparam("token"), User.active.is_(True))
+)
+
+
 def init_login(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -287,10 +295,7 @@ def init_login(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(session_token: str) -> User | None:
-        return db.session.execute(  # one round trip for the user and their roles
-            sa.select(User).options(joinedload(User.roles))
-            .where(User.session_token == session_token, User.active.is_(True))
-        ).unique().scalar_one_or_none()
+        return db.session.execute(_SIGNED_IN_USER, {"token": session_token}).unique().scalar_one_or_none()
 
     @login_manager.request_loader
     def load_user_from_token(_request: object) -> User | None:
