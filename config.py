@@ -69,6 +69,10 @@ class Config:
         self.URGENT_PREP_LEAD_HOURS = _int("URGENT_PREP_LEAD_HOURS", 12)
         self.URGENT_WITHIN_HOURS = _int("URGENT_WITHIN_HOURS", 72)
         self.PLANNER_TIME_LIMIT_SECONDS = float(env("PLANNER_TIME_LIMIT_SECONDS", "5"))
+        #: a pass writes its plan in batches of this many changes, pausing after each for
+        #: PLANNER_APPLY_PAUSE times as long as the batch took (0: no pause)
+        self.PLANNER_APPLY_BATCH = _int("PLANNER_APPLY_BATCH", 500)
+        self.PLANNER_APPLY_PAUSE = float(env("PLANNER_APPLY_PAUSE", "1"))
         self.SCHEDULER_LOCK_DIR = env("SCHEDULER_LOCK_DIR", str(BASE_DIR / "instance"))
         #: `audit verify` fails when an audit event has waited longer than this for the sealer
         self.AUDIT_SEAL_GRACE_SECONDS = _int("AUDIT_SEAL_GRACE_SECONDS", 300)
@@ -108,6 +112,10 @@ class TestingConfig(Config):
         )
         self.PASSWORD_HASH_PARAMS = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
         self.SERVER_NAME_FOR_LINKS = "http://tumorboard.test"
+        # passes apply in batches of 3 (so every test of the planner goes through the batching)
+        # and never pause
+        self.PLANNER_APPLY_BATCH = 3
+        self.PLANNER_APPLY_PAUSE = 0.0
 
 
 class ProductionConfig(Config):

@@ -293,3 +293,36 @@ def test_bulk_events_rolled_back_with_a_savepoint_are_not_sealed(app) -> None:
     rows = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)).all()
     assert [(e.action, e.object_id, e.details) for e in rows][-3:] == [
         ("test.kept", "1", {"n": 1}), ("test.kept", "2", {}), ("test.after", "4", {})]
+
+
+def test_batches_keep_changes_linked_through_a_meeting_together_in_plan_order() -> None:
+    from tumorboard.planning.bulk import batches
+    from tumorboard.planning.services import Change
+
+    plan = [Change(1, None, 10), Change(2, None, 11), Change(3, 12, 10),  # 3 frees 12, joins 10
+            Change(4, None, 12), Change(5, None, 13), Change(6, 14, None), Change(7, None, 11)]
+    cut = batches(plan, 2)
+    assert sorted(c.case_id for batch in cut for c in batch) == list(range(1, 8))  # each change once
+    assert [c.case_id for c in next(b for b in cut if plan[0] in b)] == [1, 3, 4]  # 10 ~ 12, in order
+    assert [[c.case_id for c in b] for b in cut] == [[1, 3, 4], [2, 7], [5, 6]]
+    assert batches(plan, 100) == [plan] and batches([], 5) == []
+
+
+def test_a_large_plan_is_written_in_batches_with_a_pause_after_each(app, frozen_now, monkeypatch) -> None:
+    from tumorboard.planning import services
+
+    boards = [make_board(sites=("breast",), specialties=()) for _ in range(3)]
+    meetings = [make_calendar_meeting(b, start=TUESDAY + timedelta(hours=i)) for i, b in enumerate(boards)]
+    cases = [ready() for _ in range(6)]
+    pauses: list[float] = []
+    monkeypatch.setattr(services, "sleep", pauses.append)
+    monkeypatch.setattr(services, "perf_counter", iter(range(0, 100, 2)).__next__)  # each batch "takes" 2 s
+    app.config.update(PLANNER_APPLY_BATCH=1, PLANNER_APPLY_PAUSE=0.5)
+    snapshot = build_problem()
+    plan = solve_snapshot(snapshot)
+    result = apply_plan(snapshot, plan)
+    assert {c.case_id for c in result.changes} == {c.id for c in cases}
+    assert all(c.status == "scheduled" for c in cases)
+    used = {c.after for c in result.changes}
+    assert pauses == [1.0] * (len(used) - 1)  # one batch per meeting, each followed by half its time
+    assert used <= {m.id for m in meetings}

@@ -63,6 +63,35 @@ class Applied:
     removed: list[int] = field(default_factory=list)
 
 
+def batches(changes: Sequence[Change], size: int) -> list[list[Change]]:
+    """`changes` cut into batches of about `size` that can be applied one after the other with
+    the result of applying them all at once: changes linked through a meeting (a case leaving it
+    frees the minutes a case joining it may need) stay in one batch, in plan order."""
+    parent: dict[int, int] = {}
+
+    def root(meeting: int) -> int:
+        while parent.setdefault(meeting, meeting) != meeting:
+            parent[meeting] = parent[parent[meeting]]
+            meeting = parent[meeting]
+        return meeting
+
+    for change in changes:
+        linked = [root(m) for m in (change.before, change.after) if m is not None]
+        for other in linked[1:]:
+            parent[other] = linked[0]
+    groups: dict[int | None, list[Change]] = {}
+    for change in changes:  # in plan order, so each group is too
+        meeting = change.before if change.before is not None else change.after
+        groups.setdefault(None if meeting is None else root(meeting), []).append(change)
+    cut: list[list[Change]] = [[]]
+    for group in groups.values():
+        if cut[-1] and len(cut[-1]) + len(group) > size:
+            cut.append([])
+        cut[-1].extend(group)
+    order = {change.case_id: i for i, change in enumerate(changes)}
+    return [sorted(batch, key=lambda change: order[change.case_id]) for batch in cut if batch]
+
+
 def apply_changes(changes: Sequence[Change], meetings: Mapping[int, Meeting],
                   now: datetime | None = None) -> Applied:
     """Apply the engine's `changes` (locked, fresh) on `meetings` (id → Meeting, re-read under lock)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from time import perf_counter
+from time import perf_counter, sleep
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ from tumorboard.cases.signals import case_needs_scheduling
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
-from tumorboard.planning.bulk import apply_changes
+from tumorboard.planning.bulk import apply_changes, batches
 from tumorboard.planning.models import PlanningRequest
 from tumorboard.scheduling import parse_problem, solve
 
@@ -248,14 +248,33 @@ def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
             result.skipped_stale.append(change.case_id)
         else:
             fresh.append(change)
-    applied = apply_changes(fresh, {m.id: m for m in snapshot.meetings.values()})
-    result.refused = applied.refused
+    removed = _apply_in_batches(fresh, {m.id: m for m in snapshot.meetings.values()}, result.refused)
     result.changes = [c for c in fresh if c.case_id not in result.refused]
-    if applied.removed:  # what `case_needs_scheduling` asks for each case taken off: another pass
-        request_pass(f"case {applied.removed[0]} needs scheduling")
+    if removed:  # what `case_needs_scheduling` asks for each case taken off: another pass
+        request_pass(f"case {removed[0]} needs scheduling")
     _write_notes(snapshot, plan)
     db.session.flush()
     return result
+
+
+def _apply_in_batches(changes: list[Change], meetings: dict[int, Meeting],
+                      refused: dict[int, str]) -> list[int]:
+    """`apply_changes` batch by batch (`PLANNER_APPLY_BATCH` changes), pausing after each for
+    `PLANNER_APPLY_PAUSE` times as long as it took: the database's share of a large pass comes
+    in short bursts the web requests can get between (PostgreSQL does not run the pass's queries
+    at the scheduler's lower priority). Fills `refused`; returns the cases taken off meetings."""
+    size = current_app.config.get("PLANNER_APPLY_BATCH", 500)
+    pause = current_app.config.get("PLANNER_APPLY_PAUSE", 0.0)
+    removed: list[int] = []
+    cut = batches(changes, size)
+    for batch in cut:
+        started = perf_counter()
+        applied = apply_changes(batch, meetings)
+        refused.update(applied.refused)
+        removed += applied.removed
+        if pause and batch is not cut[-1]:
+            sleep((perf_counter() - started) * pause)
+    return removed
 
 
 def _write_notes(snapshot: Snapshot, plan: dict[str, Any]) -> None:
