@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from flask import render_template
 
 from tests.factories import make_calendar_meeting, make_calendar_team, make_user, put_on_agenda
+from tests.helpers import login
 from tumorboard.calendar.models import Invitation
 from tumorboard.calendar.quorum import case_quorum, meeting_quorum, send_quorum_alerts
 from tumorboard.calendar.services import sync_meeting_invitations
@@ -108,3 +110,34 @@ def test_quorum_alert_goes_to_every_coordinator_once(app) -> None:
 
     assert send_quorum_alerts(now=START - timedelta(days=4)) == 0  # not yet within 72 h
     assert send_quorum_alerts(now=START + timedelta(days=4), hours_before=96) == 2  # `later` now
+
+
+def test_agenda_page_shows_the_meeting_and_case_quorum(app, client) -> None:
+    t = make_calendar_team()
+    put_on_agenda(t.case, t.meeting)
+    sync_meeting_invitations(t.meeting)
+    accept(t.meeting, t.path, t.surg)
+    coordinator = make_user("coordinator")
+    db.session.commit()
+    login(client, coordinator.email)
+    page = client.get(f"/meetings/{t.meeting.id}").get_data(as_text=True)
+    # the meeting needs the board's pathology and radiology and the case's surgical oncology
+    assert "Quorum: not met" in page and "Radiology: no acceptance yet" in page
+    assert "Pathology: accepted" in page and "Surgical oncology: accepted" in page
+    assert re.search(r'class="quorum-met">\s*met</td>', page)  # the case's own specialty is covered
+    assert not meeting_quorum(t.meeting).met
+    accept(t.meeting, t.rad)
+    db.session.commit()
+    assert "Quorum: met" in client.get(f"/meetings/{t.meeting.id}").get_data(as_text=True)
+
+
+def test_agenda_page_names_the_specialties_a_case_still_misses(app, client) -> None:
+    t = make_calendar_team()
+    put_on_agenda(t.case, t.meeting)
+    sync_meeting_invitations(t.meeting)
+    coordinator = make_user("coordinator")
+    db.session.commit()
+    login(client, coordinator.email)
+    page = client.get(f"/meetings/{t.meeting.id}").get_data(as_text=True)
+    assert "missing: surgical oncology" in page
+    assert "Required specialties</dt><dd>pathology, radiology" in page  # the board's core ones

@@ -8,7 +8,13 @@ import pytest
 import sqlalchemy as sa
 import time_machine
 
-from tests.factories import invitation_of, make_calendar_meeting, make_calendar_team, put_on_agenda
+from tests.factories import (
+    invitation_of,
+    make_board,
+    make_calendar_meeting,
+    make_calendar_team,
+    put_on_agenda,
+)
 from tests.helpers import login, post_form
 from tumorboard.audit.models import AuditEvent
 from tumorboard.auth.models import User
@@ -187,3 +193,33 @@ def test_my_calendar_page_shows_and_replaces_the_feed_address(team, client) -> N
     assert client.get(f"/feeds/{old}.ics").status_code == 404
     assert client.get(f"/feeds/{new}.ics").status_code == 200
     assert client.post("/calendar/feed-token").status_code == 400  # no CSRF token: refused
+
+
+def test_board_feed_of_a_board_without_meetings_is_an_empty_calendar(team, client) -> None:
+    empty = make_board(name="Quiet MDT")
+    db.session.commit()
+    response = client.get(f"/feeds/boards/{empty.feed_token}.ics")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and "X-WR-CALNAME:Quiet MDT" in text and "BEGIN:VEVENT" not in text
+    assert "Last-Modified" not in response.headers
+    assert client.get(f"/feeds/boards/{empty.feed_token}.ics",
+                      headers={"If-None-Match": response.headers["ETag"]}).status_code == 304
+    assert client.get("/feeds/boards/no-such-token.ics").status_code == 404
+
+
+def test_board_feed_events_carry_what_an_invitation_carries(team, client) -> None:
+    urgent = make_calendar_meeting(team.board, start=datetime(2031, 1, 9, 13, tzinfo=UTC), kind="urgent",
+                                   location="")
+    team.board.location = "Tumour board room"
+    db.session.commit()
+    text = client.get(f"/feeds/boards/{team.board.feed_token}.ics").get_data(as_text=True)
+    event = text[text.index(f"UID:{urgent.ical_uid}"):]
+    event = event[:event.index("END:VEVENT")]
+    assert "SUMMARY:Breast MDT (urgent slot)" in event and "LOCATION:Tumour board room" in event
+    assert "DTSTART;TZID=Europe/London:20310109T130000" in event and "STATUS:CONFIRMED" in event
+    assert f"/meetings/{urgent.id}" in event and "ATTENDEE" not in event
+    # the feed follows a change of the board's name, which no meeting row records
+    team.board.name = "Breast and Axilla MDT"
+    db.session.commit()
+    renamed = client.get(f"/feeds/boards/{team.board.feed_token}.ics").get_data(as_text=True)
+    assert "X-WR-CALNAME:Breast and Axilla MDT" in renamed and "SUMMARY:Breast and Axilla MDT" in renamed

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import time_machine
 from sqlalchemy import event
 
-from tests.factories import make_board, make_case, make_user
+from tests.factories import make_board, make_calendar_meeting, make_case, make_user
 from tests.helpers import login
 from tumorboard.boards.models import Meeting
 from tumorboard.cases import services
@@ -96,11 +96,13 @@ def test_pagination_walks_every_case_once(app) -> None:
     assert pages[0].total == 23 and pages[0].pages == 3
     walked = [i for p in pages for i in _ids(p)]
     assert sorted(walked) == sorted(c.id for c in made) and len(set(walked)) == 23
-    assert queue_page(QueueFilters(), page=9, per_page=10).rows == []
+    past_the_end = queue_page(QueueFilters(), page=9, per_page=10)
+    assert past_the_end.rows == [] and past_the_end.total == 23  # the pager still knows the count
+    assert queue_page(QueueFilters(site="skin")).total == 0
     assert queue_page(QueueFilters(), per_page=10_000).per_page == services.MAX_PER_PAGE
 
 
-def test_queue_rows_carry_records_progress_and_meeting_in_two_queries(app, statements) -> None:
+def test_queue_rows_carry_records_progress_meeting_and_total_in_one_query(app, statements) -> None:
     onc = make_user("oncologist")
     board = make_board(name="Breast MDT")
     meeting = Meeting(board_id=board.id, start_at=datetime(2026, 11, 24, 8, tzinfo=UTC),
@@ -118,7 +120,7 @@ def test_queue_rows_carry_records_progress_and_meeting_in_two_queries(app, state
     db.session.expire_all()
     statements.clear()
     page = queue_page(QueueFilters())
-    assert len(statements) == 2  # rows + count, however many cases are on the page
+    assert len(statements) == 1  # rows and count together, however many cases are on the page
     assert page.total == 6
     scheduled = [r for r in page.rows if r.case.status == "scheduled"]
     assert all((r.records_received, r.records_required) == (1, 2) for r in scheduled)
@@ -138,9 +140,8 @@ def test_queue_stays_paged_at_ten_thousand_cases(app, statements) -> None:
     db.session.execute(sa.insert(Case), rows)
     statements.clear()
     page = queue_page(QueueFilters(), page=40, per_page=50)
-    assert len(statements) == 2
+    assert len(statements) == 1 and "LIMIT" in statements[0].upper()
     assert len(page.rows) == 50 and page.total == 7_500 and page.pages == 150
-    assert all("LIMIT" in s.upper() for s in statements[:1])
     deadlines = [r.case.deadline for r in page.rows]
     assert deadlines == sorted(deadlines)
     breached = queue_page(QueueFilters(risk="breached"), per_page=1)
@@ -181,3 +182,19 @@ def test_reading_the_queue_is_audited_with_the_cases_shown(app, client) -> None:
     assert read[0].details == {"case_ids": [c.id for c in shown], "page": 1}
     client.get("/cases?mrn=nobody")  # no names shown, nothing to record
     assert db.session.scalar(sa.select(sa.func.count()).where(AuditEvent.action == "queue.read")) == 1
+
+
+def test_queue_page_links_each_case_and_its_meeting_in_the_users_zone(app, client) -> None:
+    coordinator = make_user("coordinator", timezone="Europe/Paris")
+    onc = make_user("oncologist")
+    board = make_board(name="Breast MDT")
+    meeting = make_calendar_meeting(board, start=datetime(2026, 11, 24, 8, tzinfo=UTC))
+    placed = make_case(oncologist=onc, mrn="LINK-1", status="scheduled", site="upper_gi")
+    make_case(oncologist=onc, mrn="LINK-2", deadline=TODAY + timedelta(days=40))
+    db.session.add(Assignment(case_id=placed.id, meeting_id=meeting.id))
+    db.session.flush()
+    login(client, coordinator.email)
+    html = client.get("/cases").get_data(as_text=True)
+    assert f'<a href="/cases/{placed.id}">LINK-1</a>' in html and "<td>Upper gi</td>" in html
+    assert f'<a href="/meetings/{meeting.id}">Breast MDT, Tue 24 Nov 09:00</a>' in html  # Paris time
+    assert "<td>Scheduled</td>" in html and "<td>0/0</td>" in html and "<td>—</td>" in html

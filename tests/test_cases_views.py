@@ -10,11 +10,12 @@ import sqlalchemy as sa
 import time_machine
 from flask.testing import FlaskClient
 
-from tests.factories import make_user, register_test_case
+from tests.factories import make_board, make_user, register_test_case
 from tests.helpers import login, post_form
 from tumorboard.audit.models import AuditEvent
 from tumorboard.auth.models import User
-from tumorboard.cases.models import Case
+from tumorboard.boards.models import Meeting
+from tumorboard.cases.models import Assignment, Case
 from tumorboard.extensions import db
 
 
@@ -106,6 +107,42 @@ def test_viewing_a_case_is_audited(client, coordinator) -> None:
     reads = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "case.read")).all()
     assert [(e.object_id, e.actor_id) for e in reads] == [(str(case.id), coordinator.id)] * 2
     assert client.get("/cases/999999").status_code == 404
+
+
+def test_case_page_shows_referral_checklist_meetings_and_history_in_constant_queries(
+        client, coordinator, oncologist) -> None:
+    case = register_test_case(oncologist=oncologist)
+    board = make_board(name="Breast MDT")
+    for n, status in ((1, "cancelled"), (2, "scheduled")):
+        meeting = Meeting(board_id=board.id, start_at=datetime(2026, 11, 23 + n, 8, tzinfo=UTC),
+                          end_at=datetime(2026, 11, 23 + n, 9, tzinfo=UTC), ical_uid=f"m-{n}@test",
+                          status=status)
+        db.session.add(meeting)
+        db.session.flush()
+        db.session.add(Assignment(case_id=case.id, meeting_id=meeting.id, active=n == 2, pinned=n == 2))
+    db.session.flush()
+    url = f"/cases/{case.id}"
+    post_form(client, f"{url}/records/{case.records[0].id}/received", {}, form_url=url)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        if statement.startswith(("SELECT", "INSERT")):  # not the test transaction's savepoints
+            statements.append(statement)
+
+    engine = db.session.get_bind().engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        page = client.get(url).get_data(as_text=True)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert "Dr Synthetic Oncologist" in page and "Medical oncology" not in page
+    assert "medical oncology, pathology, radiation oncology, radiology, surgical oncology" in page
+    assert "1/4 required received" in page and "Undo received" in page and "Mark requested" in page
+    assert "20 Nov 2026 12:00" in page  # received at, in the coordinator's zone (UTC)
+    assert "Breast MDT" in page and "(cancelled)" in page and "Coordinator, pinned" not in page
+    assert "Engine, pinned" in page and "25 Nov 2026 08:00" in page
+    assert "registered" in page
+    assert len(statements) == 6  # user, case, audit, records, assignments, history: none per row
 
 
 def test_marking_records_received_makes_the_case_ready(client, coordinator) -> None:

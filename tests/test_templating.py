@@ -1,10 +1,16 @@
-"""Template helpers: `url_pattern` builds the same links as url_for."""
+"""Template helpers: `url_pattern` builds the same links as url_for; QuickSelect renders what
+wtforms' Select renders."""
 
 from __future__ import annotations
 
 import pytest
 from flask import Flask, url_for
+from wtforms import Form, SelectField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired
+from wtforms.widgets import Select
 
+from tumorboard.forms import QuickSelect
 from tumorboard.templating import url_pattern
 
 
@@ -20,3 +26,23 @@ def test_url_pattern_takes_only_integers(app: Flask) -> None:
     with app.test_request_context("/"):
         with pytest.raises(ValueError):
             url_pattern("cases.detail", "case_id")("1/../admin")
+
+
+class _Form(Form):
+    plain = SelectField("Plain", choices=[SelectChoice("", "Any"), SelectChoice("a&b", "A <b>"),
+                                          SelectChoice("c", "C")], default="c", widget=QuickSelect())
+    required = SelectField("Required", choices=[SelectChoice("x", "X")], widget=QuickSelect(),
+                           validators=[InputRequired()], render_kw={"disabled": True})
+    grouped = SelectField("Grouped", widget=QuickSelect(), choices=[
+        SelectChoice("1", "One", optgroup="Odd"), SelectChoice("2", "Two", optgroup="Even")])
+    dressed = SelectField("Dressed", widget=QuickSelect(), choices=[
+        SelectChoice("1", "One", render_kw={"data-x": "1"}), SelectChoice(True, "Yes")])
+
+
+@pytest.mark.parametrize("name", ["plain", "required", "grouped", "dressed"])
+@pytest.mark.parametrize("attrs", [{}, {"class_": "wide", "aria_invalid": "true"}])
+def test_quick_select_renders_what_the_wtforms_select_renders(name: str, attrs: dict) -> None:
+    field = _Form()[name]
+    assert field(**attrs) == Select()(field, **field.render_kw or {}, **attrs)
+    assert '<option selected value="c">C</option>' in _Form().plain()
+    assert '<option value="a&amp;b">A &lt;b&gt;</option>' in _Form().plain()

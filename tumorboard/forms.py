@@ -6,14 +6,25 @@ from typing import Any
 
 from flask import flash
 from markupsafe import Markup, escape
-from wtforms.widgets import Select
+from wtforms.widgets import Select, html_params
 
 from tumorboard.errors import DomainError
 
 
 class QuickSelect(Select):
-    """wtforms' select widget with a plain-string option renderer: the same HTML, but a list of
-    a few hundred options renders in a fraction of a millisecond instead of several."""
+    """wtforms' select widget for a SelectField, with plain-string rendering: the same HTML, but
+    a list of a few hundred options renders in a fraction of a millisecond instead of several,
+    and a short list without wtforms' per-render inspection of `render_option`'s signature."""
+
+    def __call__(self, field: Any, **kwargs: Any) -> Markup:
+        if self.multiple or field.has_groups():
+            return super().__call__(field, **kwargs)
+        kwargs.setdefault("id", field.id)
+        for flag, value in vars(field.flags).items():  # as Select does: required, disabled
+            if flag in self.validation_attrs:
+                kwargs.setdefault(flag, value)
+        options = "".join(self.render_option(choice) for choice in field.iter_choices())
+        return Markup(f"<select {html_params(name=field.name, **kwargs)}>{options}</select>")  # noqa: S704
 
     @classmethod
     def render_option(cls, choice: Any, **kwargs: Any) -> Markup:

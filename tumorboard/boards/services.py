@@ -23,11 +23,12 @@ from sqlalchemy.orm import selectinload
 from tumorboard.audit.services import record
 from tumorboard.auth.models import User
 from tumorboard.boards.models import Board, BoardMember, BoardSite, BoardSpecialty, Meeting
-from tumorboard.cases.models import Case
+from tumorboard.calendar.quorum import Quorum, accepted_specialties_query, quorum_of
+from tumorboard.cases.models import Assignment, Case, CaseSpecialty
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
-from tumorboard.vocab import MEETING_KINDS, MEETING_STATUSES, SITES, SPECIALTIES
+from tumorboard.vocab import MEETING_KINDS, MEETING_STATUSES, SITES, SPECIALTIES, label
 
 #: fields of a board that decide when its meetings happen
 SCHEDULE_FIELDS = ("rrule", "timezone", "first_date", "start_time", "duration_minutes")
@@ -550,7 +551,7 @@ def sees_all_boards(user: Any) -> bool:
     return user.has_role("coordinator", "oncologist")
 
 
-def can_read_agenda(user: Any, meeting: Meeting) -> bool:
+def can_read_agenda(user: Any, meeting: Meeting | AgendaMeeting) -> bool:
     """Whether `user` may read the meeting's agenda (and the meeting)."""
     return sees_all_boards(user) or (user.has_role("specialist") and is_member(user, meeting.board_id))
 
@@ -606,3 +607,142 @@ def local_to_utc(naive: datetime, zone_name: str, field: str = "start") -> datet
         raise DomainError("That local time does not exist (the clocks change).",
                           fields={field: ["This time is skipped by a daylight-saving change."]})
     return utc
+
+
+# --- the agenda page --------------------------------------------------------------------------
+# The page only displays, so it reads plain rows (no ORM entities) in two statements built once:
+# on a page this size, building a select and loading entities cost more than running the SQL.
+
+def _comma_joined(column: Any) -> sa.FunctionElement[str]:
+    return sa.func.aggregate_strings(column, ",")
+
+
+def _joined(column: Any, *where: Any) -> sa.ScalarSelect[str | None]:
+    """`column` of the rows `where` selects, joined by commas (NULL when there are none)."""
+    return sa.select(_comma_joined(column)).where(*where).scalar_subquery()
+
+
+def _rows(statement: sa.Select[Any], **params: Any) -> sa.CursorResult[Any]:
+    """Plain rows of a select, run on the session's connection (in its transaction, without the
+    ORM's result processing or autoflush: services flush their changes themselves)."""
+    return db.session.connection().execute(statement, params)
+
+
+def _split(joined: str | None) -> list[str]:
+    return sorted(joined.split(",")) if joined else []
+
+
+def _spaced(names: Iterable[str]) -> str:
+    return ", ".join(name.replace("_", " ") for name in names)
+
+
+_AGENDA_MEETING = (  # the meeting, its board's, and the specialties accepted (see calendar.quorum)
+    sa.select(
+        Meeting.id, Meeting.board_id, Meeting.kind, Meeting.status, Meeting.location,
+        Meeting.capacity_minutes, Meeting.start_at, Meeting.end_at, Meeting.agenda_frozen_at,
+        Board.name.label("board_name"), Board.timezone,
+        _joined(BoardSite.site, BoardSite.board_id == Meeting.board_id).label("sites"),
+        _joined(BoardSpecialty.specialty, BoardSpecialty.board_id == Meeting.board_id).label("specialties"),
+        accepted_specialties_query(Meeting.id).with_only_columns(_comma_joined(User.specialty))
+        .scalar_subquery().label("accepted"),
+    )
+    .join(Board, Board.id == Meeting.board_id)
+    .where(Meeting.id == sa.bindparam("meeting_id"))
+)
+
+_AGENDA_ITEMS = (  # the rows of cases.assignments.agenda(), in its order
+    sa.select(
+        Assignment.id, Assignment.minutes, Assignment.pinned, Case.id.label("case_id"), Case.mrn,
+        Case.display_name, Case.site, Case.deadline, Case.urgency,
+        _joined(CaseSpecialty.specialty, CaseSpecialty.case_id == Case.id).label("specialties"),
+    )
+    .join(Case, Case.id == Assignment.case_id)
+    .where(Assignment.meeting_id == sa.bindparam("meeting_id"), Assignment.active.is_(True))
+    .order_by(Assignment.position, Assignment.id)
+)
+
+
+@dataclass(frozen=True)
+class AgendaMeeting:
+    """A meeting as its agenda page shows it: with its board's name, zone, sites and core
+    specialties, and the specialties accepted so far."""
+
+    id: int
+    board_id: int
+    board_name: str
+    timezone: str
+    kind: str
+    status: str
+    location: str
+    capacity_minutes: int
+    start_at: datetime
+    end_at: datetime
+    agenda_frozen_at: datetime | None
+    sites: list[str]
+    specialties: list[str]
+    accepted: frozenset[str]
+
+
+@dataclass(frozen=True)
+class AgendaItem:
+    """One case on an agenda, with its display texts ready (the page shows many)."""
+
+    id: int  #: the assignment's
+    case_id: int
+    mrn: str
+    display_name: str
+    minutes: int
+    pinned: bool
+    urgent: bool
+    specialties: list[str]
+    site_label: str
+    deadline_text: str
+    specialties_text: str
+    #: the case's specialties no one has accepted for yet, spaced ("" when its quorum is met)
+    missing_text: str
+
+
+def agenda_meeting(meeting_id: int) -> AgendaMeeting | None:
+    """The meeting `meeting_id` as its agenda page shows it (None when there is none)."""
+    row = _rows(_AGENDA_MEETING, meeting_id=meeting_id).one_or_none()
+    if row is None:
+        return None
+    return AgendaMeeting(
+        id=row.id, board_id=row.board_id, board_name=row.board_name, timezone=row.timezone,
+        kind=row.kind, status=row.status, location=row.location, capacity_minutes=row.capacity_minutes,
+        start_at=row.start_at, end_at=row.end_at, agenda_frozen_at=row.agenda_frozen_at,
+        sites=_split(row.sites), specialties=_split(row.specialties),
+        accepted=frozenset(_split(row.accepted)),
+    )
+
+
+def agenda_items(meeting: AgendaMeeting) -> list[AgendaItem]:
+    """The cases actively on the meeting's agenda, in agenda order."""
+    items = []
+    for row in _rows(_AGENDA_ITEMS, meeting_id=meeting.id):
+        specialties = _split(row.specialties)
+        items.append(AgendaItem(
+            id=row.id, case_id=row.case_id, mrn=row.mrn, display_name=row.display_name,
+            minutes=row.minutes, pinned=row.pinned, urgent=row.urgency == "urgent",
+            specialties=specialties, site_label=label(row.site), deadline_text=row.deadline.isoformat(),
+            specialties_text=_spaced(specialties),
+            missing_text=_spaced(s for s in specialties if s not in meeting.accepted),
+        ))
+    return items
+
+
+def agenda_candidates(meeting: AgendaMeeting, limit: int) -> list[sa.Row[Any]]:
+    """The first `limit` cases by deadline that may be added to the meeting's agenda (see
+    cases.assignments.eligible_cases): id, mrn, display_name, site and status."""
+    from tumorboard.cases.assignments import eligible_cases
+
+    # eligible_cases reads only the meeting's id and board_id, which an AgendaMeeting has
+    query = eligible_cases(meeting).with_only_columns(  # type: ignore[arg-type]
+        Case.id, Case.mrn, Case.display_name, Case.site, Case.status).limit(limit)
+    return _rows(query).all()
+
+
+def agenda_quorum(meeting: AgendaMeeting, items: Iterable[AgendaItem]) -> Quorum:
+    """The meeting's quorum (see calendar.quorum.meeting_quorum) from what its page has read."""
+    required = set(meeting.specialties).union(*(item.specialties for item in items))
+    return quorum_of(required, meeting.accepted)

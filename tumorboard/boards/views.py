@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy.orm import joinedload
 from werkzeug.wrappers import Response
 from wtforms import SelectChoice
 
@@ -29,7 +29,6 @@ from tumorboard.boards.forms import (
     choices,
 )
 from tumorboard.boards.models import Board, BoardSite, Meeting
-from tumorboard.calendar.quorum import meeting_quorum
 from tumorboard.calendar.services import board_feed_url, rotate_board_feed_token
 from tumorboard.cases import assignments as agenda_service
 from tumorboard.cases.models import Assignment, Case
@@ -38,6 +37,7 @@ from tumorboard.db import MAX_INT, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.forms import show_errors
+from tumorboard.templating import url_pattern
 from tumorboard.vocab import label
 
 bp = Blueprint("boards", __name__)
@@ -193,32 +193,58 @@ def meetings() -> str:
     return render_template("boards/meetings.html", meetings=rows, used=used, form=form, fmt=_fmt)
 
 
-def _readable_meeting(meeting_id: int) -> Meeting:
-    # the board's sites only when asked for (the agenda seldom shows them): one query less
-    meeting = db.get_or_404(Meeting, meeting_id, options=[joinedload(Meeting.board).lazyload(Board.sites)])
+def _readable_meeting(meeting_id: int) -> services.AgendaMeeting:
+    meeting = _agenda_meeting(meeting_id)
     if not services.can_read_agenda(current_user, meeting):
         abort(403)
     return meeting
 
 
-def _agenda_page(meeting: Meeting, status: int = 200, **forms: Any) -> tuple[str, int]:
+def _agenda_meeting(meeting_id: int) -> services.AgendaMeeting:
+    return services.agenda_meeting(meeting_id) or abort(404)
+
+
+def _add_choices(meeting: services.AgendaMeeting) -> list[SelectChoice]:
+    """The "add a case" options: the first eligible cases by deadline."""
+    return choices((c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}")
+                   for c in services.agenda_candidates(meeting, ADD_CHOICES))
+
+
+class RowLinks(NamedTuple):
+    """The links of one agenda row (built here: a call per link in the template costs more)."""
+
+    case: str | None  #: None when the cases feature is not installed
+    consensus: str
+    reorder: str
+    pin: str
+    remove: str
+    move: str
+
+
+def _row_links(meeting: services.AgendaMeeting, items: list[services.AgendaItem]) -> list[RowLinks]:
+    case = url_pattern("cases.detail", "case_id") if "cases.detail" in current_app.view_functions else None
+    consensus = url_pattern("consensus.edit", "case_id", meeting_id=meeting.id)
+    reorder, pin, remove, move = (url_pattern(f"boards.assignment_{action}", "assignment_id")
+                                  for action in ("reorder", "pin", "remove", "move"))
+    return [RowLinks(case(item.case_id) if case else None, consensus(item.case_id), reorder(item.id),
+                     pin(item.id), remove(item.id), move(item.id)) for item in items]
+
+
+def _agenda_page(meeting: services.AgendaMeeting, status: int = 200, **forms: Any) -> tuple[str, int]:
     """Render the agenda and record the read (names and MRNs are PHI); the page goes out only
     once the read is committed."""
-    items = agenda_service.agenda(meeting)
+    items = services.agenda_items(meeting)
     record("meeting.agenda_read", "meeting", meeting.id,
            details={"case_ids": [a.case_id for a in items]})
     coordinator = current_user.has_role("coordinator")
-    quorum = meeting_quorum(meeting, [a.case for a in items])
-    context: dict[str, Any] = {"meeting": meeting, "items": items, "fmt": _fmt,
-                               "used": sum(a.minutes for a in items), "coordinator": coordinator,
-                               "quorum": quorum}
+    rows = list(zip(items, _row_links(meeting, items), strict=True))
+    context: dict[str, Any] = {"meeting": meeting, "rows": rows, "used": sum(a.minutes for a in items),
+                               "local": partial(_fmt_at, timezone=meeting.timezone),
+                               "coordinator": coordinator, "quorum": services.agenda_quorum(meeting, items)}
     if coordinator:
         add = forms.get("add_form") or AddCaseForm()
-        add.case_id.choices = choices(
-            (c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}")
-            for c in db.session.execute(agenda_service.eligible_cases(meeting).with_only_columns(
-                Case.id, Case.mrn, Case.display_name, Case.site, Case.status).limit(ADD_CHOICES)))
-        context.update(add_form=add, action=ActionForm())
+        add.case_id.choices = _add_choices(meeting)
+        context["add_form"] = add
     page = render_template("boards/agenda.html", **context)
     db.session.commit()
     return page, status
@@ -274,7 +300,7 @@ def _meeting_action(meeting_id: int, action: Any, done: str) -> Page:
     except DomainError as error:
         db.session.rollback()
         flash(error.message, "error")
-        return _agenda_page(meeting, error.status)
+        return _agenda_page(_agenda_meeting(meeting_id), error.status)
     db.session.commit()
     flash(done, "info")
     return redirect(url_for("boards.meeting", meeting_id=meeting.id))
@@ -324,7 +350,7 @@ def agenda_add(meeting_id: int) -> Page:
             Case.id == chosen).with_only_columns(Case.id, Case.mrn)))
     if not form.validate_on_submit():
         flash("Choose a ready or scheduled case of a site this board serves.", "error")
-        return _agenda_page(meeting, 422, add_form=form)
+        return _agenda_page(_agenda_meeting(meeting_id), 422, add_form=form)
     case = db.session.get(Case, form.case_id.data)
     assert case is not None  # noqa: S101 - the choices come from the database
     try:
@@ -332,22 +358,23 @@ def agenda_add(meeting_id: int) -> Page:
     except DomainError as error:
         db.session.rollback()
         flash(error.message, "error")
-        return _agenda_page(meeting, error.status)
+        return _agenda_page(_agenda_meeting(meeting_id), error.status)
     return _after_change(meeting, f"{case.mrn} added to the agenda.")
 
 
 def _assignment_action(assignment_id: int, form: Any, action: Any, done: str) -> Page:
     assignment = db.get_or_404(Assignment, assignment_id)
     meeting = db.get_or_404(Meeting, assignment.meeting_id)
+    meeting_id = meeting.id
     if not form.validate_on_submit():
         flash("That request was not understood.", "error")
-        return _agenda_page(meeting, 422)
+        return _agenda_page(_agenda_meeting(meeting_id), 422)
     try:
         action(assignment, meeting)
     except DomainError as error:
         db.session.rollback()
         flash(error.message, "error")
-        return _agenda_page(meeting, error.status)
+        return _agenda_page(_agenda_meeting(meeting_id), error.status)
     return _after_change(meeting, done)
 
 

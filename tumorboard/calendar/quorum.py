@@ -7,6 +7,7 @@ a case needs its own specialties.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,21 +41,26 @@ class Quorum:
         return [label(s) for s in sorted(self.missing)]
 
 
+def accepted_specialties_query(meeting_id: int | sa.ColumnElement[int]) -> sa.Select[tuple[str]]:
+    """The specialties (with repeats) of the ACCEPTED active invitees of a meeting: an id, or a
+    column to correlate with (the agenda page asks for them in its meeting's query)."""
+    return (
+        sa.select(User.specialty).join(Invitation, Invitation.user_id == User.id)
+        .where(Invitation.meeting_id == meeting_id, Invitation.active.is_(True),
+               Invitation.partstat == "ACCEPTED", User.specialty.is_not(None))
+    )
+
+
 def accepted_specialties(meeting: Meeting) -> frozenset[str]:
     """Specialties with at least one ACCEPTED active invitee of `meeting`."""
-    rows = db.session.scalars(
-        sa.select(User.specialty).join(Invitation, Invitation.user_id == User.id)
-        .where(Invitation.meeting_id == meeting.id, Invitation.active.is_(True),
-               Invitation.partstat == "ACCEPTED", User.specialty.is_not(None))
-        .distinct()
-    )
-    return frozenset(rows)
+    return frozenset(db.session.scalars(accepted_specialties_query(meeting.id).distinct()))
 
 
-def _quorum(required: set[str], accepted: frozenset[str]) -> Quorum:
-    missing = frozenset(required) - accepted
-    return Quorum(required=frozenset(required), accepted=accepted & frozenset(required),
-                  missing=missing, met=not missing)
+def quorum_of(required: Iterable[str], accepted: Iterable[str]) -> Quorum:
+    """The quorum when `required` specialties are needed and `accepted` ones have accepted."""
+    needed, covered = frozenset(required), frozenset(accepted)
+    missing = needed - covered
+    return Quorum(required=needed, accepted=covered & needed, missing=missing, met=not missing)
 
 
 def meeting_quorum(meeting: Meeting, cases: list[Case] | None = None) -> Quorum:
@@ -63,12 +69,12 @@ def meeting_quorum(meeting: Meeting, cases: list[Case] | None = None) -> Quorum:
     required = set(meeting.board.specialty_names)
     for case in cases_on_agenda(meeting) if cases is None else cases:
         required.update(case.specialty_names)
-    return _quorum(required, accepted_specialties(meeting))
+    return quorum_of(required, accepted_specialties(meeting))
 
 
 def case_quorum(case: Case, meeting: Meeting) -> Quorum:
     """Quorum for one case at `meeting`: the case's own required specialties."""
-    return _quorum(set(case.specialty_names), accepted_specialties(meeting))
+    return quorum_of(case.specialty_names, accepted_specialties(meeting))
 
 
 def coordinators() -> list[User]:

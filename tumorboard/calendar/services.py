@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from email.utils import formataddr
 from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -95,12 +96,19 @@ def when_text(meeting: Meeting) -> str:
 
 def meeting_title(meeting: Meeting) -> str:
     """The PHI-free SUMMARY: the board name (and the kind of slot)."""
-    name = meeting.board.name
-    return f"{name} (urgent slot)" if meeting.kind == "urgent" else name
+    return _title(meeting.board.name, meeting.kind)
+
+
+def _title(board_name: str, kind: str) -> str:
+    return f"{board_name} (urgent slot)" if kind == "urgent" else board_name
 
 
 def meeting_location(meeting: Meeting) -> str:
-    return meeting.location or meeting.board.location or ""
+    return _place(meeting.location, meeting.board.location)
+
+
+def _place(location: str | None, board_location: str | None) -> str:
+    return location or board_location or ""
 
 
 def case_count(meeting: Meeting) -> int:
@@ -669,32 +677,49 @@ _FEED_KEY_COLUMNS = (
     Board.name, Board.location, Board.timezone, Board.video_url,
 )
 
+#: a board's feed by its token, in one statement built once: a row per meeting in the feed (the
+#: key columns), or one row without a meeting (id NULL) for a board with none; no row, no board
+_BOARD_FEED = (
+    sa.select(*_FEED_KEY_COLUMNS).select_from(Board)
+    .outerjoin(Meeting, sa.and_(Meeting.board_id == Board.id, Meeting.end_at >= sa.bindparam("since")))
+    .where(Board.feed_token == sa.bindparam("token"))
+    .order_by(Meeting.start_at, Meeting.id)
+)
 
-def _feed(meetings: sa.Select[tuple[Meeting]], name: str) -> Feed:
-    """The feed of the meetings `meetings` selects. Its key (and ETag) comes from one query of
-    plain columns; the meetings are loaded and the body built only when the key is new."""
-    rows = db.session.execute(
-        meetings.join(Board, Board.id == Meeting.board_id).with_only_columns(*_FEED_KEY_COLUMNS)).all()
-    digest = hashlib.sha256(repr((name, base_url(), sender_address())).encode())
+
+def _feed_event(row: Sequence[Any], sender: str) -> MeetingEvent:
+    """The feed's event of one meeting, from its row of _FEED_KEY_COLUMNS (as `meeting_event`
+    makes it, with the agenda link as description and the last change as DTSTAMP)."""
+    (meeting_id, uid, sequence, status, kind, start, end, location, updated_at,
+     board_name, board_location, timezone, _video_url) = row
+    url = f"{base_url()}/meetings/{meeting_id}"
+    return MeetingEvent(
+        uid=uid, sequence=sequence, start=start, end=end, tzid=timezone, summary=_title(board_name, kind),
+        location=_place(location, board_location), description=f"Agenda (sign-in required): {url}",
+        url=url, organizer_email=sender, organizer_name=ORGANIZER_NAME, dtstamp=updated_at,
+        status="CANCELLED" if status == "cancelled" else "CONFIRMED",
+    )
+
+
+def _feed(rows: Sequence[Sequence[Any]], name: str) -> Feed:
+    """The feed named `name` of the meetings in `rows` (rows of _FEED_KEY_COLUMNS). Its key (and
+    ETag) is the hash of the rows; the body is built from them only when the key is new."""
+    sender = sender_address()
+    digest = hashlib.sha256(repr((name, base_url(), sender)).encode())
     for row in rows:
         digest.update(repr(tuple(row)).encode())
     key = digest.hexdigest()
-    last = max((row.updated_at for row in rows), default=None)
     with _FEED_CACHE_LOCK:
         body = _FEED_CACHE.get(key)
         if body is not None:
             _FEED_CACHE.move_to_end(key)
     if body is None:
-        events = [
-            meeting_event(m, description=f"Agenda (sign-in required): {agenda_url(m)}",
-                          dtstamp=m.updated_at)
-            for m in db.session.scalars(meetings)
-        ]
-        body = build_feed(events, name)
+        body = build_feed((_feed_event(row, sender) for row in rows), name)
         with _FEED_CACHE_LOCK:
             _FEED_CACHE[key] = body
             while len(_FEED_CACHE) > _FEED_CACHE_SIZE:
                 _FEED_CACHE.popitem(last=False)
+    last = max((row[8] for row in rows), default=None)  # updated_at
     return Feed(body, last, key)
 
 
@@ -704,21 +729,30 @@ def _feed_since() -> datetime:
 
 def user_feed(user: User) -> Feed:
     """The personal feed: meetings of the user's active invitations (cancelled ones included)."""
-    meetings = (
-        sa.select(Meeting).join(Invitation, Invitation.meeting_id == Meeting.id)
+    rows = db.session.execute(
+        sa.select(*_FEED_KEY_COLUMNS).join(Board, Board.id == Meeting.board_id)
+        .join(Invitation, Invitation.meeting_id == Meeting.id)
         .where(Invitation.user_id == user.id, Invitation.active.is_(True), Meeting.end_at >= _feed_since())
         .order_by(Meeting.start_at, Meeting.id)
-    )
-    return _feed(meetings, f"tumorboard: {user.name}")
+    ).all()
+    return _feed(rows, f"tumorboard: {user.name}")
+
+
+def board_feed_by_token(token: str) -> Feed | None:
+    """The feed of the board whose feed address carries `token`: all its meetings (cancelled
+    ones included). None when no board has that token."""
+    # plain rows on the session's connection: the ORM's result processing would double the cost
+    rows = db.session.connection().execute(_BOARD_FEED, {"token": token, "since": _feed_since()}).all()
+    if not rows:
+        return None
+    return _feed([row for row in rows if row[0] is not None], rows[0][9])  # the meetings; board name
 
 
 def board_feed(board: Board) -> Feed:
     """The board's feed: all its meetings (cancelled ones included)."""
-    meetings = (
-        sa.select(Meeting).where(Meeting.board_id == board.id, Meeting.end_at >= _feed_since())
-        .order_by(Meeting.start_at, Meeting.id)
-    )
-    return _feed(meetings, board.name)
+    feed = board_feed_by_token(board.feed_token)
+    assert feed is not None  # noqa: S101 - the board exists
+    return feed
 
 
 def feed_for_user(user: User) -> bytes:

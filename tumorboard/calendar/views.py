@@ -6,11 +6,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy.orm import lazyload
 from werkzeug.wrappers import Response
 
 from tumorboard.auth.models import User
-from tumorboard.boards.models import Board
 from tumorboard.calendar import services
 from tumorboard.calendar.forms import ConfirmForm, RsvpForm
 from tumorboard.calendar.models import Invitation
@@ -89,10 +87,10 @@ def user_feed(token: str) -> Response:
 @bp.route("/feeds/boards/<token>.ics")
 def board_feed(token: str) -> Response:
     """A board's feed; the secret URL is the credential."""
-    board = db.session.scalar(sa.select(Board).where(Board.feed_token == token).options(lazyload("*")))
-    if board is None:
+    feed = services.board_feed_by_token(token)
+    if feed is None:
         abort(404, description="No calendar feed has this address (it may have been replaced).")
-    return _ics_response(services.board_feed(board))
+    return _ics_response(feed)
 
 
 @bp.route("/calendar")

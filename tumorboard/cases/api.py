@@ -43,9 +43,9 @@ def case_payload(case: Case) -> dict[str, Any]:
     """Everything the API shows of one case, risk and progress included."""
     today = services.local_today()
     received, required = services.records_progress(case)
-    active = next(((a, m, b) for a, m, b in services.assignment_history(case) if a.active), None)
-    meeting = None if active is None else {"id": active[1].id, "start_at": active[1].start_at,
-                                           "board": active[2].name}
+    active = next((a for a in services.assignment_history(case) if a.active), None)
+    meeting = None if active is None else {"id": active.meeting_id, "start_at": active.start_at,
+                                           "board": active.board_name}
     return {
         **{name: getattr(case, name) for name in (
             "id", "mrn", "display_name", "site", "urgency", "status", "deadline", "diagnosis_date",

@@ -78,7 +78,8 @@ class QueueFilterForm(FlaskForm):
 class RecordForm(FlaskForm):
     """Add an item to a case's records checklist."""
 
-    kind = SelectField("Kind", choices=_choices(RECORD_KINDS), default="other", validate_choice=False)
+    kind = SelectField("Kind", choices=_choices(RECORD_KINDS), default="other", validate_choice=False,
+                       widget=QuickSelect())
     label = StringField("Label", validators=[DataRequired(), Length(max=200)])
     required = BooleanField("Required before the case is ready", default=True)
 

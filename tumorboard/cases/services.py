@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import abort, current_app
-from sqlalchemy.orm import joinedload, lazyload
+from sqlalchemy.orm import joinedload
 
 from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import record as audit
@@ -62,9 +62,20 @@ OPEN_STATUSES = ("intake", "ready", "scheduled")
 UNSCHEDULED_STATUSES = ("intake", "ready")
 
 
-class HasDeadline(Protocol):
+class HasStatus(Protocol):
     status: str
+
+
+class HasDeadline(HasStatus, Protocol):
     deadline: date
+
+
+class HasId(Protocol):
+    id: int
+
+
+class HasRecords(Protocol):
+    records: Any
 
 
 def risk(case: HasDeadline, today: date, margin_days: int) -> str:
@@ -144,27 +155,81 @@ def oncologists() -> list[User]:
     ))
 
 
-def assignment_history(case: Case) -> list[tuple[Assignment, Meeting, Board]]:
-    """Every assignment of the case with its meeting and board, latest meeting first (one query)."""
-    rows = db.session.execute(
-        sa.select(Assignment, Meeting, Board)
-        .join(Meeting, Assignment.meeting_id == Meeting.id)
-        .join(Board, Meeting.board_id == Board.id)
-        .where(Assignment.case_id == case.id)
-        .options(lazyload(Meeting.board), lazyload(Board.sites), lazyload(Board.specialties))  # not shown
-        .order_by(Meeting.start_at.desc(), Assignment.id.desc())
+#: the assignments of a case (`:case_id`) with their meeting and board, latest meeting first
+_ASSIGNMENT_HISTORY = (
+    sa.select(Assignment.source, Assignment.pinned, Assignment.active, Meeting.id.label("meeting_id"),
+              Meeting.status.label("meeting_status"), Meeting.start_at, Board.name.label("board_name"))
+    .join(Meeting, Assignment.meeting_id == Meeting.id)
+    .join(Board, Meeting.board_id == Board.id)
+    .where(Assignment.case_id == sa.bindparam("case_id"))
+    .order_by(Meeting.start_at.desc(), Assignment.id.desc())
+)
+
+#: the audited status changes, readiness overrides and registration of a case, oldest first
+_STATUS_HISTORY = (
+    sa.select(AuditEvent.at, AuditEvent.actor_email, AuditEvent.action, AuditEvent.details)
+    .where(AuditEvent.object_type == "case", AuditEvent.object_id == sa.bindparam("object_id"),
+           AuditEvent.action.in_(("case.status", "case.readiness_override", "case.create")))
+    .order_by(AuditEvent.id)
+)
+
+
+def assignment_history(case: HasId) -> list[sa.Row[Any]]:
+    """Every assignment of the case (source, pinned, active) with its meeting (meeting_id,
+    meeting_status, start_at) and board_name, latest meeting first (one query)."""
+    return list(db.session.execute(_ASSIGNMENT_HISTORY, {"case_id": case.id}))
+
+
+def status_history(case: HasId) -> list[sa.Row[Any]]:
+    """The audited status changes and readiness overrides of a case (at, actor_email, action,
+    details), oldest first."""
+    return list(db.session.execute(_STATUS_HISTORY, {"object_id": str(case.id)}))
+
+
+# --------------------------------------------------------------------------- the case page
+
+_specialty_list = (
+    sa.select(sa.func.aggregate_strings(CaseSpecialty.specialty, ","))
+    .where(CaseSpecialty.case_id == Case.id).correlate(Case).scalar_subquery()
+)
+#: a case (`:case_id`) as its page shows it: every column, the referring oncologist's name and
+#: the specialties (comma-separated)
+_CASE_FOR_PAGE = (
+    sa.select(*Case.__table__.c, User.name.label("oncologist_name"), _specialty_list.label("specialty_list"))
+    .join(User, User.id == Case.referring_oncologist_id)
+    .where(Case.id == sa.bindparam("case_id"))
+)
+#: the records checklist of a case (`:case_id`)
+_RECORDS = (
+    sa.select(RecordItem.__table__).where(RecordItem.case_id == sa.bindparam("case_id"))
+    .order_by(RecordItem.id)
+)
+
+
+@dataclass
+class CasePage:
+    """What the case page shows, as plain rows (nothing here is tracked by the session)."""
+
+    #: the case's columns, `oncologist_name` and `specialty_list`
+    case: sa.Row[Any]
+    specialties: list[str]
+    records: list[sa.Row[Any]]
+    assignments: list[sa.Row[Any]]
+    history: list[sa.Row[Any]]
+
+
+def read_case_page(case_id: int) -> CasePage:
+    """Everything the case page shows of a case, else 404; audited as "case.read" (the caller
+    commits). Five queries, whatever the case holds."""
+    case = db.session.execute(_CASE_FOR_PAGE, {"case_id": case_id}).one_or_none()
+    if case is None:
+        abort(404, description=f"There is no case {case_id}.")
+    audit("case.read", "case", case.id, details={"what": "case"})
+    return CasePage(
+        case=case, specialties=sorted(case.specialty_list.split(",")) if case.specialty_list else [],
+        records=list(db.session.execute(_RECORDS, {"case_id": case_id})),
+        assignments=assignment_history(case), history=status_history(case),
     )
-    return [(a, m, b) for a, m, b in rows]
-
-
-def status_history(case: Case) -> list[AuditEvent]:
-    """The audited status changes and readiness overrides of a case, oldest first."""
-    return list(db.session.scalars(
-        sa.select(AuditEvent).where(
-            AuditEvent.object_type == "case", AuditEvent.object_id == str(case.id),
-            AuditEvent.action.in_(("case.status", "case.readiness_override", "case.create")),
-        ).order_by(AuditEvent.id)
-    ))
 
 
 # --------------------------------------------------------------------------- registration
@@ -313,8 +378,8 @@ def update_case(case: Case, changes: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------- records & readiness
 
 
-def records_progress(case: Case) -> tuple[int, int]:
-    """(required records received, required records) of a case."""
+def records_progress(case: HasRecords) -> tuple[int, int]:
+    """(required records received, required records) of a case (or of a CasePage)."""
     required = [r for r in case.records if r.required]
     return sum(1 for r in required if r.received_at is not None), len(required)
 
@@ -533,7 +598,7 @@ def set_status(case: Case, to: str, reason: str | None = None) -> None:
         sync_readiness(case)
 
 
-def manual_actions(case: Case) -> list[str]:
+def manual_actions(case: HasStatus) -> list[str]:
     """The statuses a coordinator can move this case to by hand now."""
     return [to for to, sources in MANUAL_TRANSITIONS.items() if case.status in sources]
 
@@ -561,7 +626,7 @@ class QueueFilters:
 QUEUE_COLUMNS = (Case.id, Case.mrn, Case.display_name, Case.site, Case.urgency, Case.status, Case.deadline)
 
 
-@dataclass
+@dataclass(slots=True)
 class QueueRow:
     #: the QUEUE_COLUMNS of the case, by name (case.id, case.mrn, …)
     case: sa.Row[Any]
@@ -625,14 +690,17 @@ def queue_page(filters: QueueFilters, page: int = 1, per_page: int = 50,
                today: date | None = None, margin_days: int | None = None) -> QueuePage:
     """One page of the case queue: by deadline, then urgent first, then id.
 
-    Two queries whatever the page: the rows (records progress and the active meeting joined in)
-    and the count. Used by both the HTML queue and GET /api/v1/cases.
+    One query: the rows (records progress and the active meeting joined in) with the count of
+    all matching cases; a second one for the count only when the page is past the last. Used by
+    the HTML queue, the home page and GET /api/v1/cases.
     """
     today = today or local_today()
     margin_days = at_risk_margin() if margin_days is None else margin_days
     page = min(max(1, page), MAX_INT)  # beyond: an OFFSET the database cannot hold (and no rows anyway)
     per_page = min(max(1, per_page), MAX_PER_PAGE)
     conditions = queue_conditions(filters, today, margin_days)
+    # count(*), not count(id): PostgreSQL answers it from the (status, deadline) index alone
+    count = sa.select(sa.func.count()).select_from(Case).where(*conditions)
 
     required = RecordItem.required.is_(True)
     received_count = (
@@ -647,7 +715,8 @@ def queue_page(filters: QueueFilters, page: int = 1, per_page: int = 50,
     stmt = (
         sa.select(*QUEUE_COLUMNS, received_count.label("records_received"),
                   required_count.label("records_required"), Meeting.id.label("meeting_id"),
-                  Meeting.start_at.label("meeting_start"), Board.name.label("board_name"))
+                  Meeting.start_at.label("meeting_start"), Board.name.label("board_name"),
+                  count.correlate(None).scalar_subquery().label("total"))  # evaluated once
         .outerjoin(Assignment, sa.and_(Assignment.case_id == Case.id, Assignment.active.is_(True)))
         .outerjoin(Meeting, Meeting.id == Assignment.meeting_id)
         .outerjoin(Board, Board.id == Meeting.board_id)
@@ -655,15 +724,18 @@ def queue_page(filters: QueueFilters, page: int = 1, per_page: int = 50,
         .order_by(Case.deadline, sa.case((Case.urgency == "urgent", 0), else_=1), Case.id)
         .limit(per_page).offset((page - 1) * per_page)
     )
+    found = db.session.execute(stmt).all()
     rows = [
         QueueRow(case=row, risk=risk(row, today, margin_days), days_left=days_left(row, today),
                  records_received=row.records_received, records_required=row.records_required,
                  meeting_id=row.meeting_id, meeting_start=row.meeting_start, board_name=row.board_name)
-        for row in db.session.execute(stmt)
+        for row in found
     ]
-    # count(*), not count(id): PostgreSQL answers it from the (status, deadline) index alone
-    count = db.session.scalar(sa.select(sa.func.count()).select_from(Case).where(*conditions)) or 0
-    return QueuePage(rows=rows, total=count, page=page, per_page=per_page, filters=filters)
+    if found:
+        total = found[0].total
+    else:
+        total = 0 if page == 1 else db.session.scalar(count) or 0
+    return QueuePage(rows=rows, total=total, page=page, per_page=per_page, filters=filters)
 
 
 # --------------------------------------------------------------------------- bulk (the scheduler)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
@@ -25,6 +27,8 @@ from tumorboard.cases.models import Case
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.forms import show_errors
+from tumorboard.templating import url_pattern
+from tumorboard.vocab import label
 
 bp = Blueprint("cases", __name__)
 
@@ -49,20 +53,66 @@ def _oncologist_choices() -> list[SelectChoice]:
     return [SelectChoice("", "— choose —"), *people]
 
 
+@dataclass(frozen=True, slots=True)
+class QueueLine:
+    """One row of the queue table with its values ready to show (labels, local times and links
+    made here: a call inside the template's loop costs several µs per row)."""
+
+    url: str
+    mrn: str
+    display_name: str
+    site: str
+    deadline: str
+    days_left: int
+    risk: str
+    risk_label: str
+    status: str
+    urgent: bool
+    records: str
+    #: "Board, Tue 01 Dec 09:00" of the active assignment, else None
+    meeting: str | None
+    meeting_url: str | None
+
+
+def _queue_lines(rows: list[services.QueueRow], tz: ZoneInfo) -> list[QueueLine]:
+    case_url = url_pattern("cases.detail", "case_id")
+    meeting_url = None  # a meeting is a link where the boards feature is installed
+    if "boards.meeting" in current_app.view_functions:
+        meeting_url = url_pattern("boards.meeting", "meeting_id")
+    lines = []
+    for row in rows:
+        case, meeting = row.case, None
+        if row.meeting_id is not None:
+            meeting = f"{row.board_name}, {_local(row.meeting_start, tz, '%a %d %b %H:%M')}"
+        lines.append(QueueLine(
+            url=case_url(case.id), mrn=case.mrn, display_name=case.display_name, site=label(case.site),
+            deadline=case.deadline.isoformat(), days_left=row.days_left, risk=row.risk,
+            risk_label=label(row.risk), status=label(case.status), urgent=case.urgency == "urgent",
+            records=f"{row.records_received}/{row.records_required}", meeting=meeting,
+            meeting_url=meeting_url(row.meeting_id) if meeting and meeting_url else None,
+        ))
+    return lines
+
+
+def _local(moment: datetime, tz: ZoneInfo, fmt: str) -> str:
+    return moment.astimezone(tz).strftime(fmt)
+
+
 @bp.route("/cases")
 def queue() -> str:
     """The queue of cases by deadline, with filters, MRN search and pages."""
     form = QueueFilterForm(request.args)
     page = request.args.get("page", 1, type=int) or 1
-    result = None
+    result = lines = None
     if form.validate():
         filters = services.QueueFilters(
             site=form.site.data or None, status=form.status.data or "open",
             urgency=form.urgency.data or None, risk=form.risk.data or None, mrn=form.mrn.data or None,
         )
         result = services.read_queue(filters, page, PER_PAGE)
+        lines = _queue_lines(result.rows, _user_zone())
     args = {k: v for k, v in request.args.items() if k != "page" and v}
-    html = render_template("cases/queue.html", form=form, result=result, args=args, tz=_user_zone())
+    html = render_template("cases/queue.html", form=form, result=result, lines=lines, args=args)
     db.session.commit()  # the read is on record before the page leaves
     return html
 
@@ -88,24 +138,27 @@ def new() -> str | Response:
 @bp.route("/cases/<int:case_id>")
 def detail(case_id: int) -> str:
     """One case: fields, records checklist, status actions, assignments (audited PHI read)."""
-    case = services.read_case(case_id)
-    page = _detail_page(case)
+    page = _detail_page(case_id)
     db.session.commit()
     return page
 
 
-def _detail_page(case: Case, **forms: Any) -> str:
+def _detail_page(case_id: int, **forms: FlaskForm) -> str:
+    """The case page (an audited read); `forms` replace the empty action forms, e.g. one with a
+    refused submission's messages. Only coordinators see the action forms."""
+    page = services.read_case_page(case_id)
     today = services.local_today()
-    received, required = services.records_progress(case)
+    received, required = services.records_progress(page)
+    coordinator = current_user.has_role("coordinator")
+    if coordinator:
+        forms = {"record_form": RecordForm(formdata=None), "withdraw_form": WithdrawForm(formdata=None),
+                 "override_form": OverrideForm(formdata=None), **forms}
     return render_template(
-        "cases/detail.html", case=case, tz=_user_zone(), today=today,
-        risk=services.risk(case, today, services.at_risk_margin()),
-        days_left=services.days_left(case, today), received=received, required=required,
-        assignments=services.assignment_history(case), history=services.status_history(case),
-        actions=services.manual_actions(case),
-        record_form=forms.get("record_form") or RecordForm(formdata=None),
-        withdraw_form=forms.get("withdraw_form") or WithdrawForm(formdata=None),
-        override_form=forms.get("override_form") or OverrideForm(formdata=None),
+        "cases/detail.html", case=page.case, specialties=page.specialties, records=page.records,
+        assignments=page.assignments, history=page.history, tz=_user_zone(), coordinator=coordinator,
+        risk=services.risk(page.case, today, services.at_risk_margin()),
+        days_left=services.days_left(page.case, today), received=received, required=required,
+        actions=services.manual_actions(page.case), **forms,
     )
 
 
@@ -154,8 +207,7 @@ def _act(case_id: int, form: FlaskForm, action: Any, form_key: str | None = None
             flash("The action could not be carried out: reload the page and try again.", "error")
             return redirect(url_for("cases.detail", case_id=case_id))
     # show the page again with the form's messages; nothing was changed
-    services.read_case(case_id)
-    page = _detail_page(case, **{form_key: form})
+    page = _detail_page(case_id, **{form_key: form})
     db.session.commit()
     return page
 
