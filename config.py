@@ -69,6 +69,8 @@ class Config:
         self.URGENT_PREP_LEAD_HOURS = _int("URGENT_PREP_LEAD_HOURS", 12)
         self.URGENT_WITHIN_HOURS = _int("URGENT_WITHIN_HOURS", 72)
         self.PLANNER_TIME_LIMIT_SECONDS = float(env("PLANNER_TIME_LIMIT_SECONDS", "5"))
+        #: the case queue's total ("1,234 cases") is counted at most this often per web process
+        self.QUEUE_TOTAL_SECONDS = _int("QUEUE_TOTAL_SECONDS", 5)
         #: a pass writes its plan in batches of this many changes, pausing after each for
         #: PLANNER_APPLY_PAUSE times as long as the batch took (0: no pause)
         self.PLANNER_APPLY_BATCH = _int("PLANNER_APPLY_BATCH", 500)
@@ -116,6 +118,7 @@ class TestingConfig(Config):
         # and never pause
         self.PLANNER_APPLY_BATCH = 3
         self.PLANNER_APPLY_PAUSE = 0.0
+        self.QUEUE_TOTAL_SECONDS = 0  # counted on every page (tests change the queue between pages)
 
 
 class ProductionConfig(Config):

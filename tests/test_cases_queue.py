@@ -102,7 +102,7 @@ def test_pagination_walks_every_case_once(app) -> None:
     assert queue_page(QueueFilters(), per_page=10_000).per_page == services.MAX_PER_PAGE
 
 
-def test_queue_rows_carry_records_progress_meeting_and_total_in_one_query(app, statements) -> None:
+def test_queue_rows_carry_records_progress_and_meeting_in_two_queries(app, statements) -> None:
     onc = make_user("oncologist")
     board = make_board(name="Breast MDT")
     meeting = Meeting(board_id=board.id, start_at=datetime(2026, 11, 24, 8, tzinfo=UTC),
@@ -120,7 +120,7 @@ def test_queue_rows_carry_records_progress_meeting_and_total_in_one_query(app, s
     db.session.expire_all()
     statements.clear()
     page = queue_page(QueueFilters())
-    assert len(statements) == 1  # rows and count together, however many cases are on the page
+    assert len(statements) == 2  # rows + count, however many cases are on the page
     assert page.total == 6
     scheduled = [r for r in page.rows if r.case.status == "scheduled"]
     assert all((r.records_received, r.records_required) == (1, 2) for r in scheduled)
@@ -140,7 +140,7 @@ def test_queue_stays_paged_at_ten_thousand_cases(app, statements) -> None:
     db.session.execute(sa.insert(Case), rows)
     statements.clear()
     page = queue_page(QueueFilters(), page=40, per_page=50)
-    assert len(statements) == 1 and "LIMIT" in statements[0].upper()
+    assert len(statements) == 2 and "LIMIT" in statements[0].upper()
     assert len(page.rows) == 50 and page.total == 7_500 and page.pages == 150
     deadlines = [r.case.deadline for r in page.rows]
     assert deadlines == sorted(deadlines)
@@ -198,3 +198,19 @@ def test_queue_page_links_each_case_and_its_meeting_in_the_users_zone(app, clien
     assert f'<a href="/cases/{placed.id}">LINK-1</a>' in html and "<td>Upper gi</td>" in html
     assert f'<a href="/meetings/{meeting.id}">Breast MDT, Tue 24 Nov 09:00</a>' in html  # Paris time
     assert "<td>Scheduled</td>" in html and "<td>0/0</td>" in html and "<td>—</td>" in html
+
+
+def test_the_total_is_counted_again_only_after_queue_total_seconds(app, statements, monkeypatch) -> None:
+    clock = iter([100.0, 102.0, 106.0])
+    monkeypatch.setattr(services, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(services, "_TOTALS", {})
+    monkeypatch.setitem(app.config, "QUEUE_TOTAL_SECONDS", 5)
+    onc = make_user("oncologist")
+    make_case(oncologist=onc)
+    assert queue_page(QueueFilters()).total == 1
+    newer = make_case(oncologist=onc)
+    statements.clear()
+    two_seconds_later = queue_page(QueueFilters())
+    assert len(statements) == 1  # the rows only: they are always fresh, the total may lag
+    assert newer.id in [r.case.id for r in two_seconds_later.rows] and two_seconds_later.total == 1
+    assert queue_page(QueueFilters()).total == 2  # six seconds on: counted again

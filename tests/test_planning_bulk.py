@@ -317,7 +317,8 @@ def test_a_large_plan_is_written_in_batches_with_a_pause_after_each(app, frozen_
     pauses: list[float] = []
     monkeypatch.setattr(services, "sleep", pauses.append)
     monkeypatch.setattr(services, "perf_counter", iter(range(0, 100, 2)).__next__)  # each batch "takes" 2 s
-    app.config.update(PLANNER_APPLY_BATCH=1, PLANNER_APPLY_PAUSE=0.5)
+    monkeypatch.setitem(app.config, "PLANNER_APPLY_BATCH", 1)
+    monkeypatch.setitem(app.config, "PLANNER_APPLY_PAUSE", 0.5)
     snapshot = build_problem()
     plan = solve_snapshot(snapshot)
     result = apply_plan(snapshot, plan)
