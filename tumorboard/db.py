@@ -66,6 +66,22 @@ def check_in(column: str, values: Any, name: str) -> sa.CheckConstraint:
     return sa.CheckConstraint(f"{column} IN ({quoted})", name=name)
 
 
+def comma_joined(column: Any) -> sa.FunctionElement[str]:
+    """The values of `column` joined by commas, as one string (an aggregate; NULL for no rows):
+    a list read along with its parent row instead of in a query of its own."""
+    return sa.func.aggregate_strings(column, ",")
+
+
+def joined_list(column: Any, *where: Any) -> sa.ScalarSelect[str | None]:
+    """`comma_joined(column)` of the rows `where` selects, as a (correlated) scalar subquery."""
+    return sa.select(comma_joined(column)).where(*where).scalar_subquery()
+
+
+def split_joined(joined: str | None) -> list[str]:
+    """The values `comma_joined` joined, sorted (vocabulary values hold no commas)."""
+    return sorted(joined.split(",")) if joined else []
+
+
 @event.listens_for(Engine, "connect")
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Foreign keys on, and let SQLAlchemy drive transactions (pysqlite's own handling breaks

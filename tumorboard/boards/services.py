@@ -25,7 +25,7 @@ from tumorboard.auth.models import User
 from tumorboard.boards.models import Board, BoardMember, BoardSite, BoardSpecialty, Meeting
 from tumorboard.calendar.quorum import Quorum, accepted_specialties_query, quorum_of
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty
-from tumorboard.db import now_utc
+from tumorboard.db import comma_joined, joined_list, now_utc, split_joined
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.vocab import MEETING_KINDS, MEETING_STATUSES, SITES, SPECIALTIES, label
@@ -613,23 +613,10 @@ def local_to_utc(naive: datetime, zone_name: str, field: str = "start") -> datet
 # The page only displays, so it reads plain rows (no ORM entities) in two statements built once:
 # on a page this size, building a select and loading entities cost more than running the SQL.
 
-def _comma_joined(column: Any) -> sa.FunctionElement[str]:
-    return sa.func.aggregate_strings(column, ",")
-
-
-def _joined(column: Any, *where: Any) -> sa.ScalarSelect[str | None]:
-    """`column` of the rows `where` selects, joined by commas (NULL when there are none)."""
-    return sa.select(_comma_joined(column)).where(*where).scalar_subquery()
-
-
 def _rows(statement: sa.Select[Any], **params: Any) -> sa.CursorResult[Any]:
     """Plain rows of a select, run on the session's connection (in its transaction, without the
     ORM's result processing or autoflush: services flush their changes themselves)."""
     return db.session.connection().execute(statement, params)
-
-
-def _split(joined: str | None) -> list[str]:
-    return sorted(joined.split(",")) if joined else []
 
 
 def _spaced(names: Iterable[str]) -> str:
@@ -641,9 +628,10 @@ _AGENDA_MEETING = (  # the meeting, its board's, and the specialties accepted (s
         Meeting.id, Meeting.board_id, Meeting.kind, Meeting.status, Meeting.location,
         Meeting.capacity_minutes, Meeting.start_at, Meeting.end_at, Meeting.agenda_frozen_at,
         Board.name.label("board_name"), Board.timezone,
-        _joined(BoardSite.site, BoardSite.board_id == Meeting.board_id).label("sites"),
-        _joined(BoardSpecialty.specialty, BoardSpecialty.board_id == Meeting.board_id).label("specialties"),
-        accepted_specialties_query(Meeting.id).with_only_columns(_comma_joined(User.specialty))
+        joined_list(BoardSite.site, BoardSite.board_id == Meeting.board_id).label("sites"),
+        joined_list(BoardSpecialty.specialty, BoardSpecialty.board_id == Meeting.board_id)
+        .label("specialties"),
+        accepted_specialties_query(Meeting.id).with_only_columns(comma_joined(User.specialty))
         .scalar_subquery().label("accepted"),
     )
     .join(Board, Board.id == Meeting.board_id)
@@ -654,7 +642,7 @@ _AGENDA_ITEMS = (  # the rows of cases.assignments.agenda(), in its order
     sa.select(
         Assignment.id, Assignment.minutes, Assignment.pinned, Case.id.label("case_id"), Case.mrn,
         Case.display_name, Case.site, Case.deadline, Case.urgency,
-        _joined(CaseSpecialty.specialty, CaseSpecialty.case_id == Case.id).label("specialties"),
+        joined_list(CaseSpecialty.specialty, CaseSpecialty.case_id == Case.id).label("specialties"),
     )
     .join(Case, Case.id == Assignment.case_id)
     .where(Assignment.meeting_id == sa.bindparam("meeting_id"), Assignment.active.is_(True))
@@ -711,8 +699,8 @@ def agenda_meeting(meeting_id: int) -> AgendaMeeting | None:
         id=row.id, board_id=row.board_id, board_name=row.board_name, timezone=row.timezone,
         kind=row.kind, status=row.status, location=row.location, capacity_minutes=row.capacity_minutes,
         start_at=row.start_at, end_at=row.end_at, agenda_frozen_at=row.agenda_frozen_at,
-        sites=_split(row.sites), specialties=_split(row.specialties),
-        accepted=frozenset(_split(row.accepted)),
+        sites=split_joined(row.sites), specialties=split_joined(row.specialties),
+        accepted=frozenset(split_joined(row.accepted)),
     )
 
 
@@ -720,7 +708,7 @@ def agenda_items(meeting: AgendaMeeting) -> list[AgendaItem]:
     """The cases actively on the meeting's agenda, in agenda order."""
     items = []
     for row in _rows(_AGENDA_ITEMS, meeting_id=meeting.id):
-        specialties = _split(row.specialties)
+        specialties = split_joined(row.specialties)
         items.append(AgendaItem(
             id=row.id, case_id=row.case_id, mrn=row.mrn, display_name=row.display_name,
             minutes=row.minutes, pinned=row.pinned, urgent=row.urgency == "urgent",

@@ -71,7 +71,11 @@ def base_url() -> str:
 
 def agenda_url(meeting: Meeting) -> str:
     """The meeting's agenda page (behind sign-in)."""
-    return f"{base_url()}/meetings/{meeting.id}"
+    return _agenda_url(meeting.id)
+
+
+def _agenda_url(meeting_id: int) -> str:
+    return f"{base_url()}/meetings/{meeting_id}"
 
 
 def rsvp_url(invitation: Invitation) -> str:
@@ -226,21 +230,24 @@ def attendee_of(invitation: Invitation) -> Attendee:
 def meeting_event(meeting: Meeting, *, attendees: Sequence[Attendee] = (), description: str = "",
                   dtstamp: datetime | None = None) -> MeetingEvent:
     """The PHI-free MeetingEvent of `meeting` (organizer MAIL_FROM, named "tumorboard")."""
+    board = meeting.board
+    return _event(meeting.id, meeting.ical_uid, meeting.sequence, meeting.status, meeting.kind,
+                  meeting.start_at, meeting.end_at, meeting.location, board.name, board.location,
+                  board.timezone, description=description, dtstamp=dtstamp or now_utc(),
+                  sender=sender_address(), attendees=attendees)
+
+
+def _event(meeting_id: int, uid: str, sequence: int, status: str, kind: str, start: datetime,
+           end: datetime, location: str | None, board_name: str, board_location: str | None,
+           timezone: str, *, description: str, dtstamp: datetime, sender: str,
+           attendees: Sequence[Attendee] = ()) -> MeetingEvent:
+    """`meeting_event` from the meeting's values (the feeds have them as plain rows)."""
     return MeetingEvent(
-        uid=meeting.ical_uid,
-        sequence=meeting.sequence,
-        start=meeting.start_at,
-        end=meeting.end_at,
-        tzid=meeting.board.timezone,
-        summary=meeting_title(meeting),
-        location=meeting_location(meeting),
-        description=description,
-        url=agenda_url(meeting),
-        organizer_email=sender_address(),
-        organizer_name=ORGANIZER_NAME,
-        attendees=tuple(attendees),
-        dtstamp=dtstamp or now_utc(),
-        status="CANCELLED" if meeting.status == "cancelled" else "CONFIRMED",
+        uid=uid, sequence=sequence, start=start, end=end, tzid=timezone,
+        summary=_title(board_name, kind), location=_place(location, board_location),
+        description=description, url=_agenda_url(meeting_id), organizer_email=sender,
+        organizer_name=ORGANIZER_NAME, attendees=tuple(attendees), dtstamp=dtstamp,
+        status="CANCELLED" if status == "cancelled" else "CONFIRMED",
     )
 
 
@@ -688,17 +695,13 @@ _BOARD_FEED = (
 
 
 def _feed_event(row: Sequence[Any], sender: str) -> MeetingEvent:
-    """The feed's event of one meeting, from its row of _FEED_KEY_COLUMNS (as `meeting_event`
-    makes it, with the agenda link as description and the last change as DTSTAMP)."""
+    """The feed's event of one meeting, from its row of _FEED_KEY_COLUMNS: the agenda link as
+    description, the last change as DTSTAMP."""
     (meeting_id, uid, sequence, status, kind, start, end, location, updated_at,
      board_name, board_location, timezone, _video_url) = row
-    url = f"{base_url()}/meetings/{meeting_id}"
-    return MeetingEvent(
-        uid=uid, sequence=sequence, start=start, end=end, tzid=timezone, summary=_title(board_name, kind),
-        location=_place(location, board_location), description=f"Agenda (sign-in required): {url}",
-        url=url, organizer_email=sender, organizer_name=ORGANIZER_NAME, dtstamp=updated_at,
-        status="CANCELLED" if status == "cancelled" else "CONFIRMED",
-    )
+    return _event(meeting_id, uid, sequence, status, kind, start, end, location, board_name,
+                  board_location, timezone, sender=sender, dtstamp=updated_at,
+                  description=f"Agenda (sign-in required): {_agenda_url(meeting_id)}")
 
 
 def _feed(rows: Sequence[Sequence[Any]], name: str) -> Feed:

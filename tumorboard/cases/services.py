@@ -23,7 +23,7 @@ from tumorboard.auth.models import User, UserRole
 from tumorboard.boards.models import Board, Meeting
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty, RecordItem
 from tumorboard.cases.signals import case_needs_scheduling
-from tumorboard.db import MAX_INT, now_utc
+from tumorboard.db import MAX_INT, joined_list, now_utc, split_joined
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.vocab import CASE_STATUSES, RECORD_KINDS, SITES, SPECIALTIES, URGENCIES
@@ -189,14 +189,11 @@ def status_history(case: HasId) -> list[sa.Row[Any]]:
 
 # --------------------------------------------------------------------------- the case page
 
-_specialty_list = (
-    sa.select(sa.func.aggregate_strings(CaseSpecialty.specialty, ","))
-    .where(CaseSpecialty.case_id == Case.id).correlate(Case).scalar_subquery()
-)
 #: a case (`:case_id`) as its page shows it: every column, the referring oncologist's name and
 #: the specialties (comma-separated)
 _CASE_FOR_PAGE = (
-    sa.select(*Case.__table__.c, User.name.label("oncologist_name"), _specialty_list.label("specialty_list"))
+    sa.select(*Case.__table__.c, User.name.label("oncologist_name"),
+              joined_list(CaseSpecialty.specialty, CaseSpecialty.case_id == Case.id).label("specialty_list"))
     .join(User, User.id == Case.referring_oncologist_id)
     .where(Case.id == sa.bindparam("case_id"))
 )
@@ -227,7 +224,7 @@ def read_case_page(case_id: int) -> CasePage:
         abort(404, description=f"There is no case {case_id}.")
     audit("case.read", "case", case.id, details={"what": "case"})
     return CasePage(
-        case=case, specialties=sorted(case.specialty_list.split(",")) if case.specialty_list else [],
+        case=case, specialties=split_joined(case.specialty_list),
         records=list(db.session.execute(_RECORDS, {"case_id": case_id})),
         assignments=assignment_history(case), history=status_history(case),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -83,7 +82,7 @@ def _queue_lines(rows: list[services.QueueRow], tz: ZoneInfo) -> list[QueueLine]
     for row in rows:
         case, meeting = row.case, None
         if row.meeting_id is not None:
-            meeting = f"{row.board_name}, {_local(row.meeting_start, tz, '%a %d %b %H:%M')}"
+            meeting = f"{row.board_name}, {row.meeting_start.astimezone(tz):%a %d %b %H:%M}"
         lines.append(QueueLine(
             url=case_url(case.id), mrn=case.mrn, display_name=case.display_name, site=label(case.site),
             deadline=case.deadline.isoformat(), days_left=row.days_left, risk=row.risk,
@@ -92,10 +91,6 @@ def _queue_lines(rows: list[services.QueueRow], tz: ZoneInfo) -> list[QueueLine]
             meeting_url=meeting_url(row.meeting_id) if meeting and meeting_url else None,
         ))
     return lines
-
-
-def _local(moment: datetime, tz: ZoneInfo, fmt: str) -> str:
-    return moment.astimezone(tz).strftime(fmt)
 
 
 @bp.route("/cases")
