@@ -75,6 +75,8 @@ class Config:
         #: PLANNER_APPLY_PAUSE times as long as the batch took (0: no pause)
         self.PLANNER_APPLY_BATCH = _int("PLANNER_APPLY_BATCH", 500)
         self.PLANNER_APPLY_PAUSE = float(env("PLANNER_APPLY_PAUSE", "1"))
+        #: after a pass of at least this many changes, VACUUM (ANALYZE) what it rewrote (0: never)
+        self.PLANNER_VACUUM_AFTER = _int("PLANNER_VACUUM_AFTER", 1000)
         self.SCHEDULER_LOCK_DIR = env("SCHEDULER_LOCK_DIR", str(BASE_DIR / "instance"))
         #: `audit verify` fails when an audit event has waited longer than this for the sealer
         self.AUDIT_SEAL_GRACE_SECONDS = _int("AUDIT_SEAL_GRACE_SECONDS", 300)

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -288,6 +289,109 @@ def report(label: str, samples: list[Sample], seconds: float, timeline: float = 
             for start in range(0, int(max(s.due for s in samples)) + 1, int(timeline))))
 
 
+# --- CPU by process group -----------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds so far) of a live process, None once it has gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm_end = raw.rindex(")")
+    fields = raw[comm_end + 2:].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class CpuMeter:
+    """CPU seconds per process group over a phase, sampled from /proc every 0.2 s: the gunicorn
+    master and workers, the pass (its process, and its PostgreSQL backend, told apart by its
+    `application_name`), the web's PostgreSQL backends, autovacuum, PostgreSQL's background
+    processes, and this generator. A process that ends between two samples loses at most 0.2 s
+    of CPU from the count."""
+
+    def __init__(self, url: str, gunicorn_pid: int) -> None:
+        self.gunicorn_pid = gunicorn_pid
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool,
+                                       connect_args={"application_name": "bench-meter"})
+        self.groups: dict[int, str] = {}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+
+    def _backends(self) -> dict[int, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT pid, backend_type, application_name FROM pg_stat_activity"))
+            return {pid: ("pg: pass" if app == "bench-pass" else "" if app == "bench-meter"
+                          else "pg: autovacuum" if kind.startswith("autovacuum")
+                          else "pg: web" if kind == "client backend" else "pg: background")
+                    for pid, kind, app in rows}
+
+    def sample(self, watched: subprocess.Popen[Any] | None, *, first: bool = False) -> None:
+        backends = self._backends()
+        pass_pids = {watched.pid, *_children(watched.pid)} if watched is not None else set()
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            stat = _stat(pid)
+            if stat is None:
+                continue
+            ppid, cpu = stat
+            if pid not in self.groups:
+                group = ("generator" if pid == os.getpid()
+                         else "gunicorn" if self.gunicorn_pid in (pid, ppid)
+                         else "pass" if pid in pass_pids else backends.get(pid, ""))
+                if not group:
+                    continue
+                self.groups[pid] = group
+                self.first[pid] = cpu if first else 0.0  # a process born in the phase counts whole
+            self.last[pid] = cpu
+
+    def start(self, watched: subprocess.Popen[Any] | None = None) -> threading.Thread:
+        def loop() -> None:
+            while not self._stop.wait(0.2):
+                self.sample(watched)
+
+        self.sample(None, first=True)
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self, thread: threading.Thread) -> dict[str, float]:
+        self._stop.set()
+        thread.join()
+        self.sample(None)
+        self.engine.dispose()
+        totals: dict[str, float] = {}
+        for pid, group in self.groups.items():
+            totals[group] = totals.get(group, 0.0) + self.last[pid] - self.first[pid]
+        return totals
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def measured(meter: CpuMeter, work: Callable[[], list[Sample]],
+             watched: subprocess.Popen[Any] | None = None) -> tuple[list[Sample], str]:
+    """Run `work` (a phase of the load); its samples and the CPU each process group spent."""
+    thread = meter.start(watched)
+    started = time.perf_counter()
+    samples = work()
+    wall = time.perf_counter() - started
+    totals = meter.stop(thread)
+    web = (totals.get("gunicorn", 0) + totals.get("pg: web", 0)) / max(1, len(samples)) * 1000
+    return samples, (f"  CPU in {wall:.1f} s: " + ", ".join(
+        f"{group} {cpu:.1f} s" for group, cpu in sorted(totals.items()))
+        + f"; {sum(totals.values()) / wall:.2f} cores; web {web:.2f} ms per request")
+
+
 # --- main -------------------------------------------------------------------------------------
 
 def start_gunicorn(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -348,11 +452,14 @@ def main() -> None:
             # a new worker spends its first requests compiling templates and SQL: warm every
             # worker up (not measured), as a server that has been running for a while is
             drive(args.port, workload, args.rate / 4, args.warmup, args.sessions)
-            samples = drive(args.port, workload, args.rate, args.duration, args.sessions)
-            report("idle", samples, len(samples) / args.rate)
+            samples, cpu = measured(CpuMeter(url, server.pid), lambda: drive(
+                args.port, workload, args.rate, args.duration, args.sessions))
+            report("idle", samples, len(samples) / args.rate, timeline=5)
+            print(cpu)
             if args.skip_pass:
                 return
-            env = {**os.environ, "DATABASE_URL": url, "TUMORBOARD_CONFIG": "production",
+            env = {**os.environ, "DATABASE_URL": f"{url}?application_name=bench-pass",
+                   "TUMORBOARD_CONFIG": "production",
                    "SECRET_KEY": "bench-only-secret", "FLASK_APP": "wsgi"}
             pass_started = time.perf_counter()
             command = ["nice", "-n", str(args.pass_nice), sys.executable, "-m", "flask", "tumorboard",
@@ -368,12 +475,14 @@ def main() -> None:
 
             waiter = threading.Thread(target=wait_pass)
             waiter.start()
-            samples = drive(args.port, workload, args.rate, args.duration, args.sessions, until=assign)
+            samples, cpu = measured(CpuMeter(url, server.pid), lambda: drive(
+                args.port, workload, args.rate, args.duration, args.sessions, until=assign), watched=assign)
             waiter.join()
             log.seek(0)
             out = err = log.read()
             log.close()
             report("during an assignment pass over every case", samples, len(samples) / args.rate, timeline=5)
+            print(cpu)
             print(f"\nassignment pass: {timer['pass']:.1f} s wall (import + build + solve + apply + commit), "
                   f"exit {assign.returncode}; {out.strip().splitlines()[-1] if out.strip() else err[-500:]}")
             with app.app_context():
@@ -383,8 +492,10 @@ def main() -> None:
                 db.session.remove()
                 db.engine.dispose()
             # the steady state: every agenda full, every case page with its meeting
-            samples = drive(args.port, workload, args.rate, args.duration, args.sessions)
-            report("after the pass (agendas full)", samples, len(samples) / args.rate)
+            samples, cpu = measured(CpuMeter(url, server.pid), lambda: drive(
+                args.port, workload, args.rate, args.duration, args.sessions))
+            report("after the pass (agendas full)", samples, len(samples) / args.rate, timeline=5)
+            print(cpu)
         finally:
             if server is not None:
                 server.terminate()

@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--pages", default="queue,case,agenda,feed", help="which pages, comma-separated")
     parser.add_argument("--profile", action="store_true", help="cProfile the pages (CPU clock), top 45")
     parser.add_argument("--database", default=SCRATCH, help="name of the scratch database")
+    parser.add_argument("--no-vacuum", action="store_true",
+                        help="measure right after the pass, before its VACUUM (ANALYZE)")
     args = parser.parse_args()
 
     with scratch_database(args.pg_url, args.database) as url:
@@ -84,10 +86,12 @@ def main() -> None:
         with setup.app_context():
             db.create_all()
             seed(args.cases)
-            from tumorboard.planning.services import run_pass
+            from tumorboard.planning.services import run_pass, vacuum_after_pass
 
             result = run_pass()
             db.session.commit()
+            if not args.no_vacuum:  # as the scheduler's job does after a large pass
+                vacuum_after_pass()
             print(f"seeded and placed: {len(result.changes)} changes")
             from tumorboard.boards.models import Board, Meeting
 

@@ -190,3 +190,18 @@ def invitation_of(meeting: Any, user: User) -> Any:
     db.session.expire_all()
     return db.session.scalar(sa.select(Invitation).where(Invitation.meeting_id == meeting.id,
                                                          Invitation.user_id == user.id))
+
+
+def ready_cases_and_two_meetings(n: int) -> None:
+    """n ready breast cases (no specialties asked) and one board meeting in 3 and in 10 days,
+    room for them all; committed."""
+    now = datetime.now(UTC)
+    board = make_board(sites=("breast",), specialties=())
+    for week in range(2):
+        make_calendar_meeting(board, start=now + timedelta(days=3 + 7 * week), capacity_minutes=120)
+    oncologist = make_user("oncologist", specialty="medical_oncology")
+    for _ in range(n):
+        make_case(status="ready", oncologist=oncologist, specialties=(), ready_at=now - timedelta(days=3),
+                  diagnosis_date=date.today() - timedelta(days=10))
+    db.session.commit()
+

@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from flask import Flask
 from sqlalchemy.exc import OperationalError
 
-from tests.factories import make_board, make_calendar_meeting, make_case, make_user
+from tests.factories import ready_cases_and_two_meetings
 from tests.smtp_fixture import Collector, SmtpServer, free_port
 from tumorboard.audit.models import AuditEvent
 from tumorboard.cases.models import Assignment, Case
@@ -74,16 +74,8 @@ def test_connection_dropped_during_the_assign_job_leaves_nothing_half_applied(
 ) -> None:
     from tumorboard.planning import bulk
 
-    now = datetime.now(UTC)
     with pg_app.app_context():
-        board = make_board(sites=("breast",), specialties=())
-        for week in range(2):
-            make_calendar_meeting(board, start=now + timedelta(days=3 + 7 * week), capacity_minutes=120)
-        oncologist = make_user("oncologist", specialty="medical_oncology")
-        for _ in range(12):
-            make_case(status="ready", oncologist=oncologist, specialties=(), ready_at=now - timedelta(days=3),
-                      diagnosis_date=date.today() - timedelta(days=10))
-        db.session.commit()
+        ready_cases_and_two_meetings(12)
         audit_before = db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent))
         db.session.remove()
 

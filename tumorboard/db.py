@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +59,18 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def vacuum_analyze(engine: Engine, tables: Iterable[str]) -> bool:
+    """`VACUUM (ANALYZE)` these tables on PostgreSQL (outside any transaction, as it must run);
+    False, and nothing done, on other databases. After a large write every query over the
+    tables checks the dead version of each changed row until a vacuum has run, and the planner's
+    statistics no longer match: autovacuum may take minutes to come, or be off."""
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f"VACUUM (ANALYZE) {', '.join(tables)}"))
+    return True
 
 
 def check_in(column: str, values: Any, name: str) -> sa.CheckConstraint:

@@ -21,12 +21,14 @@ from sqlalchemy.orm import selectinload
 from tumorboard.audit.services import record
 from tumorboard.auth.models import User
 from tumorboard.boards.models import Board, BoardMember, Meeting
+from tumorboard.calendar.models import Invitation
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.cases.services import expire_held, id_in
 from tumorboard.cases.signals import case_needs_scheduling
-from tumorboard.db import now_utc
+from tumorboard.db import now_utc, vacuum_analyze
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
+from tumorboard.notifications.models import OutboxMessage
 from tumorboard.planning.bulk import apply_changes, batches
 from tumorboard.planning.models import PlanningRequest
 from tumorboard.scheduling import parse_problem, solve
@@ -328,6 +330,16 @@ def run_pass(now: datetime | None = None, *, dry_run: bool = False) -> PassResul
         "objective": plan["objective"], "urgent_slot_requests": len(plan["urgent_slot_requests"]),
     })
     return result
+
+
+#: the tables a pass rewrites rows of (invitations and outbox mail follow its commit)
+_PASS_TABLES = (Case, Assignment, Meeting, Invitation, OutboxMessage)
+
+
+def vacuum_after_pass() -> bool:
+    """Vacuum and analyse what a large pass rewrote (run after its commit, by the job): the
+    queue, the agendas and the case pages read these rows on every request."""
+    return vacuum_analyze(db.engine, (model.__tablename__ for model in _PASS_TABLES))
 
 
 # --- "run a pass now" requests -------------------------------------------------------------
