@@ -58,15 +58,21 @@ def sign_in(client) -> None:  # noqa: ANN001 - Flask test client
 
 
 def print_by_package(stats: pstats.Stats, requests: int) -> None:
-    """Own CPU time per request, summed by library (profiled: the absolute figures are inflated)."""
-    totals: dict[str, float] = {}
-    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+    """Own CPU time and Python function calls per request, summed by library. The times are
+    inflated by profiling; the calls are not, and do not depend on how busy the machine is:
+    compare them between versions of the code."""
+    totals: dict[str, list[float]] = {}
+    for (filename, _, _), (_, calls, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
         match = re.search(r"site-packages/([^/]+)", filename)
         key = match.group(1) if match else ("templates" if "/templates/" in filename else
                                            "tumorboard" if "/tumorboard/" in filename else "stdlib/builtins")
-        totals[key] = totals.get(key, 0) + tottime
-    for key, value in sorted(totals.items(), key=lambda kv: -kv[1])[:12]:
-        print(f"  {key:<20} {value / requests * 1000:6.2f} ms/request (profiled)")
+        total = totals.setdefault(key, [0.0, 0])
+        total[0] += tottime
+        total[1] += calls
+    print(f"  {'library':<20} {'ms/request':>10} {'calls/request':>14}   "
+          f"(all: {sum(c for _, c in totals.values()) / requests:,.0f} calls/request)")
+    for key, (seconds, calls) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:12]:
+        print(f"  {key:<20} {seconds / requests * 1000:10.2f} {calls / requests:14,.0f}")
 
 
 def main() -> None:
@@ -138,6 +144,8 @@ def main() -> None:
                 stats = pstats.Stats(profiler)
                 stats.sort_stats("cumulative").print_stats(45)
                 stats.sort_stats("tottime").print_stats(30)
+                if os.environ.get("BENCH_BY_CALLS"):
+                    stats.sort_stats("ncalls").print_stats(40)
                 print_by_package(stats, args.requests)
         with app.app_context():
             db.session.remove()

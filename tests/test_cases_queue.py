@@ -214,3 +214,19 @@ def test_the_total_is_counted_again_only_after_queue_total_seconds(app, statemen
     assert len(statements) == 1  # the rows only: they are always fresh, the total may lag
     assert newer.id in [r.case.id for r in two_seconds_later.rows] and two_seconds_later.total == 1
     assert queue_page(QueueFilters()).total == 2  # six seconds on: counted again
+
+
+def test_queue_rows_escape_what_people_typed(app, client) -> None:
+    coordinator = make_user("coordinator")
+    onc = make_user("oncologist")
+    board = make_board(name='MDT <b onmouseover="x()">&')
+    meeting = make_calendar_meeting(board, start=datetime(2026, 11, 24, 8, tzinfo=UTC))
+    case = make_case(oncologist=onc, mrn="ESC-1", display_name='<script>alert("x")</script> & Co',
+                     status="scheduled")
+    db.session.add(Assignment(case_id=case.id, meeting_id=meeting.id))
+    db.session.flush()
+    login(client, coordinator.email)
+    html = client.get("/cases").get_data(as_text=True)
+    assert "<td>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Co</td>" in html
+    assert "MDT &lt;b onmouseover=&quot;x()&quot;&gt;&amp;, Tue 24 Nov" in html
+    assert "<script>" not in html and "<b onmouseover" not in html

@@ -5,6 +5,7 @@ Services validate, change the session and flush; the view or API handler commits
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,14 +93,14 @@ def risk(case: HasDeadline, today: date, margin_days: int) -> str:
     return "on_track"
 
 
-def risk_clause(risk_name: str, today: date, margin_days: int) -> sa.ColumnElement[bool]:
-    """The SQL condition selecting cases whose `risk(case, today, margin_days)` is `risk_name`."""
+def risk_clause(risk_name: str, today: Any, margin_days: int | None = None, *,
+                until: Any = None) -> sa.ColumnElement[bool]:
+    """The SQL condition selecting cases whose `risk(case, today, margin_days)` is `risk_name`.
+    `today` and `until` (today + margin_days) may be bound parameters instead of dates."""
+    if until is None:
+        until = today + timedelta(days=margin_days or 0)
     breached = sa.and_(Case.status.in_(OPEN_STATUSES), Case.deadline < today)
-    at_risk = sa.and_(
-        Case.status.in_(UNSCHEDULED_STATUSES),
-        Case.deadline >= today,
-        Case.deadline <= today + timedelta(days=margin_days),
-    )
+    at_risk = sa.and_(Case.status.in_(UNSCHEDULED_STATUSES), Case.deadline >= today, Case.deadline <= until)
     if risk_name == "breached":
         return breached
     if risk_name == "at_risk":
@@ -665,30 +666,65 @@ def read_queue(filters: QueueFilters, page: int = 1, per_page: int = 50) -> Queu
     return result
 
 
-def queue_conditions(filters: QueueFilters, today: date, margin_days: int) -> list[sa.ColumnElement[bool]]:
-    """The WHERE conditions of the queue for these filters (shared by the page and its count)."""
+@functools.cache
+def _queue_statements(status: str, site: bool, urgency: bool, risk_name: str | None,
+                      mrn: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """The queue's page and count statements for one shape of filters (`status` "open", "all"
+    or "one"), built once: the values are bound parameters (`_queue_params`)."""
     conditions: list[sa.ColumnElement[bool]] = []
-    if filters.status == "open":
+    if status == "open":
         conditions.append(Case.status.in_(OPEN_STATUSES))
-    elif filters.status != "all":
-        conditions.append(Case.status == filters.status)
-    if filters.site:
-        conditions.append(Case.site == filters.site)
-    if filters.urgency:
-        conditions.append(Case.urgency == filters.urgency)
-    if filters.risk:
-        conditions.append(risk_clause(filters.risk, today, margin_days))
-    mrn = (filters.mrn or "").strip()
+    elif status == "one":
+        conditions.append(Case.status == sa.bindparam("status"))
+    if site:
+        conditions.append(Case.site == sa.bindparam("site"))
+    if urgency:
+        conditions.append(Case.urgency == sa.bindparam("urgency"))
+    if risk_name:
+        conditions.append(risk_clause(risk_name, sa.bindparam("today", type_=sa.Date),
+                                      until=sa.bindparam("until", type_=sa.Date)))
     if mrn:
-        conditions.append(sa.func.lower(Case.mrn).like(_like_prefix(mrn), escape="\\"))
-    return conditions
+        conditions.append(sa.func.lower(Case.mrn).like(sa.bindparam("mrn"), escape="\\"))
+    # count(*), not count(id): PostgreSQL answers it from the (status, deadline) index alone
+    count = sa.select(sa.func.count()).select_from(Case).where(*conditions)
+    required = RecordItem.required.is_(True)
+    received_count = (
+        sa.select(sa.func.count(RecordItem.id))
+        .where(RecordItem.case_id == Case.id, required, RecordItem.received_at.is_not(None))
+        .correlate(Case).scalar_subquery()
+    )
+    required_count = (
+        sa.select(sa.func.count(RecordItem.id)).where(RecordItem.case_id == Case.id, required)
+        .correlate(Case).scalar_subquery()
+    )
+    page = (
+        sa.select(*QUEUE_COLUMNS, received_count.label("records_received"),
+                  required_count.label("records_required"), Meeting.id.label("meeting_id"),
+                  Meeting.start_at.label("meeting_start"), Board.name.label("board_name"))
+        .outerjoin(Assignment, sa.and_(Assignment.case_id == Case.id, Assignment.active.is_(True)))
+        .outerjoin(Meeting, Meeting.id == Assignment.meeting_id)
+        .outerjoin(Board, Board.id == Meeting.board_id)
+        .where(*conditions)
+        .order_by(Case.deadline, sa.case((Case.urgency == "urgent", 0), else_=1), Case.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer)).offset(sa.bindparam("offset", type_=sa.Integer))
+    )
+    return page, count
+
+
+def _queue_shape(filters: QueueFilters) -> tuple[str, bool, bool, str | None, bool]:
+    status = filters.status if filters.status in ("open", "all") else "one"
+    return status, bool(filters.site), bool(filters.urgency), filters.risk or None, bool(_mrn(filters))
+
+
+def _mrn(filters: QueueFilters) -> str:
+    return (filters.mrn or "").strip()
 
 
 #: totals counted lately in this process: (filters, today, margin) → (monotonic time, total)
 _TOTALS: dict[tuple[Any, ...], tuple[float, int]] = {}
 
 
-def _queue_total(key: tuple[Any, ...], count: sa.Select[Any]) -> int:
+def _queue_total(key: tuple[Any, ...], count: sa.Select[Any], params: dict[str, Any]) -> int:
     """The number of cases matching the queue's filters, counted at most every
     QUEUE_TOTAL_SECONDS per process: counting scans every matching case (10,000 open ones:
     ~0.6 ms of the database, ~3 ms while a pass is writing them), so the total shown may lag
@@ -699,7 +735,7 @@ def _queue_total(key: tuple[Any, ...], count: sa.Select[Any]) -> int:
         return seen[1]
     if len(_TOTALS) >= 256:  # every MRN search is a key of its own: stay small
         _TOTALS.clear()
-    total = db.session.scalar(count) or 0
+    total = db.session.scalar(count, params) or 0
     _TOTALS[key] = (now, total)
     return total
 
@@ -716,39 +752,17 @@ def queue_page(filters: QueueFilters, page: int = 1, per_page: int = 50,
     margin_days = at_risk_margin() if margin_days is None else margin_days
     page = min(max(1, page), MAX_INT)  # beyond: an OFFSET the database cannot hold (and no rows anyway)
     per_page = min(max(1, per_page), MAX_PER_PAGE)
-    conditions = queue_conditions(filters, today, margin_days)
-    # count(*), not count(id): PostgreSQL answers it from the (status, deadline) index alone
-    count = sa.select(sa.func.count()).select_from(Case).where(*conditions)
-
-    required = RecordItem.required.is_(True)
-    received_count = (
-        sa.select(sa.func.count(RecordItem.id))
-        .where(RecordItem.case_id == Case.id, required, RecordItem.received_at.is_not(None))
-        .correlate(Case).scalar_subquery()
-    )
-    required_count = (
-        sa.select(sa.func.count(RecordItem.id)).where(RecordItem.case_id == Case.id, required)
-        .correlate(Case).scalar_subquery()
-    )
-    stmt = (
-        sa.select(*QUEUE_COLUMNS, received_count.label("records_received"),
-                  required_count.label("records_required"), Meeting.id.label("meeting_id"),
-                  Meeting.start_at.label("meeting_start"), Board.name.label("board_name"))
-        .outerjoin(Assignment, sa.and_(Assignment.case_id == Case.id, Assignment.active.is_(True)))
-        .outerjoin(Meeting, Meeting.id == Assignment.meeting_id)
-        .outerjoin(Board, Board.id == Meeting.board_id)
-        .where(*conditions)
-        .order_by(Case.deadline, sa.case((Case.urgency == "urgent", 0), else_=1), Case.id)
-        .limit(per_page).offset((page - 1) * per_page)
-    )
-    found = db.session.execute(stmt).all()
+    stmt, count = _queue_statements(*_queue_shape(filters))
+    params = {"status": filters.status, "site": filters.site, "urgency": filters.urgency,
+              "today": today, "until": today + timedelta(days=margin_days),
+              "mrn": _like_prefix(_mrn(filters)), "limit": per_page, "offset": (page - 1) * per_page}
     rows = [
         QueueRow(case=row, risk=risk(row, today, margin_days), days_left=days_left(row, today),
                  records_received=row.records_received, records_required=row.records_required,
                  meeting_id=row.meeting_id, meeting_start=row.meeting_start, board_name=row.board_name)
-        for row in found
+        for row in db.session.execute(stmt, params)
     ]
-    total = _queue_total((filters, today, margin_days), count)
+    total = _queue_total((filters, today, margin_days), count, params)
     return QueuePage(rows=rows, total=total, page=page, per_page=per_page, filters=filters)
 
 
