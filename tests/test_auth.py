@@ -5,7 +5,7 @@ from flask.testing import FlaskClient
 from tests.factories import make_user
 from tests.helpers import commit_and_seal, csrf_token, login, post_form
 from tumorboard.audit.models import AuditEvent
-from tumorboard.auth.models import User
+from tumorboard.auth.models import User, UserRole
 from tumorboard.auth.services import issue_api_token, revoke_api_token
 from tumorboard.extensions import db
 
@@ -120,3 +120,59 @@ def test_sign_in_is_audited_in_a_hash_chain(app, client: FlaskClient) -> None:
     db.session.execute(sa.update(AuditEvent).where(AuditEvent.id == events[0].id).values(ip="10.9.9.9"))
     db.session.expire_all()
     assert verify_chain().id == events[0].id
+
+
+def _set_roles(user: User, *roles: str) -> None:
+    """Change a user's roles in the database, as an administrator's session would."""
+    db.session.execute(sa.delete(UserRole).where(UserRole.user_id == user.id))
+    db.session.add_all(UserRole(user_id=user.id, role=r) for r in roles)
+    db.session.flush()
+    db.session.expire(user)
+
+
+def test_a_role_removed_or_added_takes_effect_on_the_very_next_request(client: FlaskClient) -> None:
+    user = make_user("coordinator", "oncologist", email="roles@example.org")
+    login(client, user.email)
+    assert client.get("/cases/new").status_code == 200
+    assert client.get("/cases").status_code == 200
+    _set_roles(user, "oncologist")
+    assert client.get("/cases/new").status_code == 403  # no cache of roles across requests
+    assert client.get("/cases").status_code == 200
+    _set_roles(user, "specialist")
+    assert client.get("/cases").status_code == 403
+    assert client.get("/api/v1/me").json["roles"] == ["specialist"]
+    _set_roles(user, "coordinator")
+    assert client.get("/cases/new").status_code == 200
+
+
+def test_the_signed_in_users_roles_come_with_the_row_and_stay_live(app, client: FlaskClient) -> None:
+    user = make_user("coordinator", "admin", email="row@example.org")
+    token = user.session_token
+    db.session.expunge_all()
+    loader = app.login_manager._user_callback
+    with app.test_request_context("/"):
+        loaded = loader(token)
+        assert loaded.roles_joined is not None and "roles" not in loaded.__dict__
+        assert loaded.role_names == {"coordinator", "admin"} and loaded.has_role("admin")
+        # once the row expires (a commit), the roles are read again, not kept
+        db.session.execute(sa.delete(UserRole).where(UserRole.user_id == loaded.id,
+                                                     UserRole.role == "admin"))
+        db.session.expire(loaded)
+        assert loaded.role_names == {"coordinator"} and not loaded.has_role("admin")
+        # a user changed in this session answers from its collection, as before
+        loaded.roles.append(UserRole(role="oncologist"))
+        assert loaded.role_names == {"coordinator", "oncologist"}
+        assert loader("no-such-token") is None
+        loaded.active = False
+        db.session.flush()
+        assert loader(token) is None  # a deactivated user's session loads no one
+
+
+def test_a_user_without_roles_has_none(app) -> None:
+    user = make_user("coordinator", email="none@example.org")
+    token = user.session_token
+    _set_roles(user)
+    db.session.expunge_all()
+    with app.test_request_context("/"):
+        loaded = app.login_manager._user_callback(token)
+        assert loaded.roles_joined == "" and loaded.role_names == frozenset()

@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, Response
 from flask.testing import FlaskClient
 
-from tests.factories import make_case, make_user
+from tests.factories import make_board, make_case, make_user
 from tests.helpers import login
 from tumorboard.auth.services import issue_api_token
-from tumorboard.security import CONTENT_SECURITY_POLICY
+from tumorboard.security import CONTENT_SECURITY_POLICY, set_security_headers
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
@@ -78,6 +78,32 @@ def test_hsts_when_configured(app: Flask, client: FlaskClient, monkeypatch) -> N
     assert "Strict-Transport-Security" not in client.get("/login").headers
     monkeypatch.setitem(app.config, "HSTS_SECONDS", 31536000)
     assert client.get("/login").headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_a_header_the_view_set_is_kept_and_defaults_fill_the_rest(app: Flask, monkeypatch) -> None:
+    monkeypatch.setitem(app.config, "HSTS_SECONDS", 60)
+    with app.test_request_context("/login"):
+        response = Response("x", headers={"X-Frame-Options": "SAMEORIGIN", "Cache-Control": "max-age=5"})
+        set_security_headers(response)
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers["Cache-Control"] == "max-age=5"  # anonymous: the view's own caching
+    assert response.headers["Strict-Transport-Security"] == "max-age=60; includeSubDomains"
+    assert response.headers.getlist("Content-Security-Policy") == [EXPECTED_CSP]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_public_feed_keeps_its_caching_unless_someone_is_signed_in(client: FlaskClient) -> None:
+    board = make_board()
+    url = f"/feeds/boards/{board.feed_token}.ics"
+    anonymous = client.get(url)
+    assert anonymous.status_code == 200 and anonymous.headers["Cache-Control"] == "private, no-cache"
+    assert "ETag" in anonymous.headers
+    make_user("coordinator", email="feed@example.org")
+    login(client, "feed@example.org")
+    signed_in = client.get(url)
+    assert signed_in.status_code == 200 and signed_in.headers["Cache-Control"] == "no-store"
+    assert "ETag" not in signed_in.headers and "Expires" not in signed_in.headers
+    _assert_protective_headers(signed_in)
 
 
 _INLINE = [

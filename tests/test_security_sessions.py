@@ -169,3 +169,16 @@ def test_api_write_with_the_session_cookie_needs_the_csrf_header(client: FlaskCl
     token = csrf_token(client, "/")
     checked = client.post("/api/v1/cases", json={}, headers={"X-CSRFToken": token})
     assert checked.status_code == 422  # past the CSRF check: now the (empty) body is refused
+
+
+def test_a_rotated_secret_key_applies_at_once(app: Flask, client: FlaskClient, monkeypatch) -> None:
+    make_user("coordinator", email="rotate@example.org")
+    login(client, "rotate@example.org")
+    assert client.get("/").status_code == 200
+    old = app.config["SECRET_KEY"]
+    monkeypatch.setitem(app.config, "SECRET_KEY", "another-secret-key-for-this-test")
+    assert client.get("/").status_code == 302  # the cookie signed with the old key is refused
+    login(client, "rotate@example.org")
+    monkeypatch.setitem(app.config, "SECRET_KEY_FALLBACKS", ["another-secret-key-for-this-test"])
+    monkeypatch.setitem(app.config, "SECRET_KEY", old)
+    assert client.get("/").status_code == 200  # signed with a fallback key: still accepted

@@ -17,8 +17,13 @@ session check runs before `enforce_permissions`:
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from flask import Flask, abort, current_app, flash, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import current_user, logout_user
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
@@ -106,23 +111,34 @@ def check_session_timeouts() -> Response | None:
     return redirect(url_for("auth.login", next=target))
 
 
+@functools.lru_cache(maxsize=8)
+def _default_headers(hsts_seconds: int) -> tuple[tuple[str, str, str], ...]:
+    """The headers every answer carries unless it set them itself: (name, lower-case name,
+    value); built once per HSTS setting, not per response."""
+    headers = [*STATIC_HEADERS.items(), ("Content-Security-Policy", CONTENT_SECURITY_POLICY)]
+    if hsts_seconds:
+        headers.append(("Strict-Transport-Security", f"max-age={hsts_seconds}; includeSubDomains"))
+    return tuple((name, name.lower(), value) for name, value in headers)
+
+
 def set_security_headers(response: Response) -> Response:
     """after_request: the same protective headers on every answer; no-store where PHI may be."""
-    for name, value in STATIC_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    hsts = current_app.config.get("HSTS_SECONDS") or 0
-    if hsts:
-        response.headers.setdefault("Strict-Transport-Security", f"max-age={hsts}; includeSubDomains")
+    headers = response.headers
+    present = {name.lower() for name, _ in headers}  # one pass instead of a search per header
+    for name, lower, value in _default_headers(current_app.config.get("HSTS_SECONDS") or 0):
+        if lower not in present:
+            headers.add(name, value)
     if request.endpoint == "static":
         return response
     # is_anonymous, not is_authenticated: the latter reads `active`, a reload after a commit
     if request.path.startswith("/api/") or not current_user.is_anonymous:
-        response.headers["Cache-Control"] = "no-store"
-        response.headers.pop("Expires", None)
-        response.headers.pop("ETag", None)
-    else:
-        response.headers.setdefault("Cache-Control", "no-store")
+        headers["Cache-Control"] = "no-store"
+        if "expires" in present:
+            del headers["Expires"]
+        if "etag" in present:
+            del headers["ETag"]
+    elif "cache-control" not in present:
+        headers.add("Cache-Control", "no-store")
     return response
 
 
@@ -136,8 +152,30 @@ def refuse_nul_in_forms() -> None:
         abort(400, description="The form contains a character that cannot be stored (NUL).")
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, unchanged, except that the signing serializer is built once
+    per set of keys rather than on every request (Flask builds a new one to read and another to
+    write the cookie). The keys are read on every request: a key rotated in the config applies."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        if not app.secret_key:
+            return None
+        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        serializer = self._serializers.get(keys)
+        if serializer is None:
+            serializer = super().get_signing_serializer(app)
+            if len(self._serializers) >= 8:  # keys are rotated rarely: a bound, not a target
+                self._serializers.clear()
+            self._serializers[keys] = serializer  # type: ignore[assignment]
+        return serializer
+
+
 def init_security(app: Flask) -> None:
     """Install the session checks and response headers (call before registering blueprints)."""
+    app.session_interface = SessionInterface()
     forwarded = app.config.get("PROXY_FIX_X_FOR") or 0
     if forwarded:
         # behind a reverse proxy: take the client address (login throttling, audit) from it

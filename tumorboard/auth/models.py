@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime
 
 import sqlalchemy as sa
 from flask_login import UserMixin
-from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship, validates
 
 from tumorboard.db import UTCDateTime, check_in, now_utc
 from tumorboard.extensions import db
@@ -16,6 +17,12 @@ from tumorboard.vocab import ROLES, SPECIALTIES
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+@functools.lru_cache(maxsize=64)
+def _role_set(joined: str) -> frozenset[str]:
+    """The roles of `roles_joined` ("" for none); a few distinct values, so kept."""
+    return frozenset(joined.split(",")) if joined else frozenset()
 
 
 class User(UserMixin, db.Model):
@@ -42,6 +49,9 @@ class User(UserMixin, db.Model):
     roles: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
     )
+    #: the role names joined by commas, when a query reads them along with the row instead of
+    #: loading `roles` (`with_expression`: the signed-in user's load); gone once the row expires
+    roles_joined: Mapped[str | None] = query_expression()
 
     @validates("email")
     def _normalise_email(self, _key: str, value: str) -> str:
@@ -49,6 +59,9 @@ class User(UserMixin, db.Model):
 
     @property
     def role_names(self) -> frozenset[str]:
+        loaded = self.__dict__  # what the row holds now (expiry removes both)
+        if "roles" not in loaded and loaded.get("roles_joined") is not None:
+            return _role_set(loaded["roles_joined"])
         return frozenset(r.role for r in self.roles)
 
     def has_role(self, *roles: str) -> bool:

@@ -20,12 +20,12 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app, has_request_context, request
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import lazyload, with_expression
 
 from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import record
 from tumorboard.auth.models import ApiToken, User, UserRole, new_token
-from tumorboard.db import now_utc
+from tumorboard.db import joined_list, now_utc
 from tumorboard.extensions import db, login_manager
 from tumorboard.vocab import ROLES, SPECIALTIES
 
@@ -279,10 +279,15 @@ def user_for_api_token(secret: str) -> User | None:
     return token.user
 
 
-#: the user of a session cookie, with their roles, in one round trip (built once: every request
-#: asks for it)
+#: the user of a session cookie, with their role names, in one round trip and one row (built
+#: once: every request asks for it). The roles come as one joined string (`User.roles_joined`,
+#: which `role_names` reads) rather than as a collection of UserRole objects: no joined rows to
+#: make unique, no objects to build. Read afresh on every request, never kept across requests.
 _SIGNED_IN_USER = (
-    sa.select(User).options(joinedload(User.roles))
+    sa.select(User)
+    .options(lazyload(User.roles),  # loaded only if something asks for the objects themselves
+             with_expression(User.roles_joined,
+                             sa.func.coalesce(joined_list(UserRole.role, UserRole.user_id == User.id), "")))
     .where(User.session_token == sa.bindparam("token"), User.active.is_(True))
 )
 
@@ -295,7 +300,7 @@ def init_login(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(session_token: str) -> User | None:
-        return db.session.execute(_SIGNED_IN_USER, {"token": session_token}).unique().scalar_one_or_none()
+        return db.session.execute(_SIGNED_IN_USER, {"token": session_token}).scalar_one_or_none()
 
     @login_manager.request_loader
     def load_user_from_token(_request: object) -> User | None:
