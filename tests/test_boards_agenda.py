@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import markupsafe
 import pytest
 import sqlalchemy as sa
 import time_machine
@@ -186,6 +188,29 @@ def test_coordinator_pins_a_case_and_reads_the_agenda(client: FlaskClient, coord
     assert refused.status_code == 422
     db.session.refresh(other_site)
     assert other_site.status == "ready"
+
+
+MARKUP = '<script>alert("x")</script> & Co'
+
+
+def escaped(text: str) -> set[str]:
+    """`text` HTML-escaped, either way (Jinja writes a quote as &#34;, html.escape as &quot;)."""
+    return {str(markupsafe.escape(text)), html.escape(text)}
+
+
+def test_agenda_escapes_everything_users_typed(client: FlaskClient, coordinator) -> None:
+    meeting = meetings_of(make_board(name=f"Board {MARKUP}"))[0]
+    meeting.location = f"Room {MARKUP}"
+    svc.assign(ready_case(display_name=f"On {MARKUP}", mrn="SYN-<b>1</b>"), meeting, source="engine", now=NOW)
+    ready_case(display_name=f"Offered {MARKUP}", mrn="SYN-<i>2</i>")  # in the "add a case" list
+    page = client.get(agenda_url(meeting)).get_data(as_text=True)
+    assert "<script" not in page and 'alert("x")' not in page and " & Co" not in page
+    assert "<b>" not in page and "<i>2" not in page
+    for text, times in ((f"Board {MARKUP}", 2), (f"Room {MARKUP}", 1), (f"On {MARKUP}", 1),
+                        ("SYN-<b>1</b>", 6)):  # the MRN: the link and the five buttons of its row
+        assert sum(page.count(form) for form in escaped(text)) == times, text
+    offered = (f"SYN-&lt;i&gt;2&lt;/i&gt; · Offered {form} · Breast · ready" for form in escaped(MARKUP))
+    assert any(option in page for option in offered)
 
 
 def test_agenda_actions_reorder_pin_move_remove_freeze(client: FlaskClient, coordinator) -> None:

@@ -15,6 +15,7 @@ from tests.helpers import login, post_form
 from tumorboard.audit.models import AuditEvent
 from tumorboard.auth.models import User
 from tumorboard.boards.models import Meeting
+from tumorboard.cases import views
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.extensions import db
 
@@ -142,7 +143,46 @@ def test_case_page_shows_referral_checklist_meetings_and_history_in_constant_que
     assert "Breast MDT" in page and "(cancelled)" in page and "Coordinator, pinned" not in page
     assert "Engine, pinned" in page and "25 Nov 2026 08:00" in page
     assert "registered" in page
-    assert len(statements) == 6  # user, case, audit, records, assignments, history: none per row
+    assert len(statements) == 5  # user, case with its records, audit, assignments, history: none per row
+
+
+MARKUP = '<script>alert("x")</script> & Co'
+
+
+def test_case_page_escapes_what_users_typed(client, coordinator, oncologist) -> None:
+    oncologist.name = MARKUP
+    case = register_test_case(oncologist=oncologist, mrn=f"M{MARKUP}", display_name=MARKUP, question=MARKUP)
+    board = make_board(name=f"Board {MARKUP}")
+    meeting = Meeting(board_id=board.id, start_at=datetime(2026, 11, 24, 8, tzinfo=UTC),
+                      end_at=datetime(2026, 11, 24, 9, tzinfo=UTC), ical_uid="m-x@test")
+    db.session.add(meeting)
+    db.session.flush()
+    db.session.add(Assignment(case_id=case.id, meeting_id=meeting.id))
+    db.session.flush()
+    url = f"/cases/{case.id}"
+    record = {"kind": "other", "label": f"Letter {MARKUP}"}
+    assert post_form(client, f"{url}/records", record, form_url=url).status_code == 302
+    post_form(client, f"{url}/withdraw", {"withdraw_reason": f"Reason {MARKUP}"}, form_url=url)
+    refused = post_form(client, f"{url}/records", record, form_url=url)  # shown again, as typed
+    for page in (client.get(url).get_data(as_text=True), refused.get_data(as_text=True)):
+        assert "<script>" not in page and "& Co" not in page
+    page = client.get(url).get_data(as_text=True)
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Co"
+    for shown in (f"M{escaped}", f"Letter {escaped}", f"Board {escaped}", f"Reason {escaped}"):
+        assert shown in page, shown
+    # title, name, MRN, oncologist, question, record label and its two buttons, board, reason
+    assert page.count(escaped) == 10
+    assert 'value="Letter &lt;script&gt;' in refused.get_data(as_text=True)
+
+
+def test_blank_action_forms_are_rendered_as_wtforms_renders_them(app) -> None:
+    with app.test_request_context():
+        for name, (form_class, _) in views._ACTION_FORMS.items():
+            fresh = views._form_fields(name, form_class(formdata=None, meta={"csrf": False}))
+            assert views._form_fields(name) == fresh  # the first call renders and keeps
+            assert views._form_fields(name) is views._form_fields(name) == fresh
+    assert 'name="kind"' in views._BLANK_FIELDS["record_form"]
+    assert 'id="required" name="required" type="checkbox" value="y"' in views._BLANK_FIELDS["record_form"]
 
 
 def test_marking_records_received_makes_the_case_ready(client, coordinator) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, NamedTuple
+from html import escape
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 from wtforms import SelectChoice
 
@@ -37,8 +41,6 @@ from tumorboard.db import MAX_INT, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.forms import show_errors
-from tumorboard.templating import url_pattern
-from tumorboard.vocab import label
 
 bp = Blueprint("boards", __name__)
 
@@ -204,30 +206,97 @@ def _agenda_meeting(meeting_id: int) -> services.AgendaMeeting:
     return services.agenda_meeting(meeting_id) or abort(404)
 
 
-def _add_choices(meeting: services.AgendaMeeting) -> list[SelectChoice]:
-    """The "add a case" options: the first eligible cases by deadline."""
-    return choices((c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}")
-                   for c in services.agenda_candidates(meeting, ADD_CHOICES))
+#: one row of the agenda, made in Python with one format: in the template each row's dozen values
+#: and five action forms went through Jinja one by one (most of the page's Python calls). The
+#: page's own parts ({case_link}, {consensus}, {actions}: the links, forms and CSRF token) are put
+#: in once per page (`_row_template`); the `{{...}}` fields are each row's.
+_AGENDA_ROW = """    <tr>
+      <td>{{number}}</td>
+      <td>{case_link}</td>
+      <td>{{display_name}}{consensus}</td>
+      <td>{{site}}</td>
+      <td>{{minutes}}</td>
+      <td>{{deadline}}</td>
+      <td>{{urgency}}</td>
+      <td>{{specialties}}</td>
+      <td class="{{quorum_class}}">{{quorum}}</td>
+      <td>{{pinned}}</td>{actions}
+    </tr>
+"""
+_AGENDA_ACTIONS = """
+      <td class="no-print agenda-actions">
+        <form class="inline" method="post" action="{reorder}">{csrf}<input type="hidden" name="direction" \
+value="up"><button type="submit"{{up}}>Up<span class="skip"> {{mrn}}</span></button></form>
+        <form class="inline" method="post" action="{reorder}">{csrf}<input type="hidden" name="direction" \
+value="down"><button type="submit"{{down}}>Down<span class="skip"> {{mrn}}</span></button></form>
+        <form class="inline" method="post" action="{pin}">{csrf}<input type="hidden" name="pinned" \
+value="{{pin_value}}"><button type="submit">{{pin_label}}<span class="skip"> {{mrn}}</span></button></form>
+        <form class="inline" method="post" action="{remove}">{csrf}\
+<button type="submit">Remove<span class="skip"> {{mrn}}</span></button></form>
+        <a class="button" href="{move}">Move<span class="skip"> {{mrn}}</span></a>
+      </td>"""
+_URGENT = '<span class="badge urgent">urgent</span>'
+_SLOT = 1234567890  # any id a route accepts: where it lands in a URL is where each row's id goes
+
+#: an option of the "add a case" list
+_CANDIDATE = '<option{selected} value="{id}">{text}</option>'
+#: `escape` for texts of the vocabulary (site labels, specialties): the same few on every row.
+#: Never for names or MRNs, which are PHI and differ on every row.
+_escape_vocab = functools.lru_cache(maxsize=1024)(escape)
 
 
-class RowLinks(NamedTuple):
-    """The links of one agenda row (built here: a call per link in the template costs more)."""
-
-    case: str | None  #: None when the cases feature is not installed
-    consensus: str
-    reorder: str
-    pin: str
-    remove: str
-    move: str
+def _literal(html: str) -> str:
+    """`html` as a part of a format template: its braces doubled."""
+    return html.replace("{", "{{").replace("}", "}}")
 
 
-def _row_links(meeting: services.AgendaMeeting, items: list[services.AgendaItem]) -> list[RowLinks]:
-    case = url_pattern("cases.detail", "case_id") if "cases.detail" in current_app.view_functions else None
-    consensus = url_pattern("consensus.edit", "case_id", meeting_id=meeting.id)
-    reorder, pin, remove, move = (url_pattern(f"boards.assignment_{action}", "assignment_id")
-                                  for action in ("reorder", "pin", "remove", "move"))
-    return [RowLinks(case(item.case_id) if case else None, consensus(item.case_id), reorder(item.id),
-                     pin(item.id), remove(item.id), move(item.id)) for item in items]
+def _url_slot(endpoint: str, name: str, **fixed: Any) -> str:
+    """The URL of `endpoint` as a part of a row template: `{name}` where the row's id goes."""
+    return _literal(escape(url_for(endpoint, **fixed, **{name: _SLOT}))).replace(str(_SLOT), f"{{{name}}}")
+
+
+def _row_template(meeting: services.AgendaMeeting, csrf: str, *, clinician: bool, actions: bool) -> str:
+    """`_AGENDA_ROW` with this page's parts: links for clinicians, forms for a coordinator
+    (`csrf`: the hidden input of the token)."""
+    case_link = "{mrn}"
+    if clinician and "cases.detail" in current_app.view_functions:
+        case_link = f'<a href="{_url_slot("cases.detail", "case_id")}">{{mrn}}</a>'
+    consensus = ""
+    if clinician:
+        url = _url_slot("consensus.edit", "case_id", meeting_id=meeting.id)
+        consensus = f'\n        <br><a class="no-print" href="{url}">Consensus</a>'
+    buttons = ""
+    if actions:
+        urls = {action: _url_slot(f"boards.assignment_{action}", "assignment_id")
+                for action in ("reorder", "pin", "remove", "move")}
+        buttons = _AGENDA_ACTIONS.format(csrf=_literal(csrf), **urls)
+    return _AGENDA_ROW.format(case_link=case_link, consensus=consensus, actions=buttons)
+
+
+def _agenda_rows(items: list[services.AgendaItem], template: str) -> Markup:
+    """The agenda table's rows, one format each, every value a user typed escaped."""
+    last = len(items)
+    html = []
+    for number, item in enumerate(items, 1):
+        html.append(template.format(
+            number=number, assignment_id=item.id, case_id=item.case_id, mrn=escape(item.mrn),
+            display_name=escape(item.display_name), site=_escape_vocab(item.site_label), minutes=item.minutes,
+            deadline=item.deadline_text, urgency=_URGENT if item.urgent else "routine",
+            specialties=_escape_vocab(item.specialties_text),
+            quorum_class="quorum-missing" if item.missing_text else "quorum-met",
+            quorum=f"missing: {_escape_vocab(item.missing_text)}" if item.missing_text else "met",
+            pinned="pinned" if item.pinned else "—",
+            up=" disabled" if number == 1 else "", down=" disabled" if number == last else "",
+            pin_value="0" if item.pinned else "1", pin_label="Unpin" if item.pinned else "Pin",
+        ))
+    return Markup("".join(html))  # noqa: S704 - every value above is escaped or made here
+
+
+def _candidate_options(meeting: services.AgendaMeeting, selected: int | None) -> Markup:
+    """The "add a case" options: the first eligible cases by deadline, one format each, escaped."""
+    return Markup("".join([  # noqa: S704 - the text is escaped, the rest made here
+        _CANDIDATE.format(selected=" selected" if case_id == selected else "", id=case_id, text=escape(text))
+        for case_id, text in services.agenda_candidates(meeting, ADD_CHOICES)]))
 
 
 def _agenda_page(meeting: services.AgendaMeeting, status: int = 200, **forms: Any) -> tuple[str, int]:
@@ -237,14 +306,19 @@ def _agenda_page(meeting: services.AgendaMeeting, status: int = 200, **forms: An
     record("meeting.agenda_read", "meeting", meeting.id,
            details={"case_ids": [a.case_id for a in items]})
     coordinator = current_user.has_role("coordinator")
-    rows = list(zip(items, _row_links(meeting, items), strict=True))
-    context: dict[str, Any] = {"meeting": meeting, "rows": rows, "used": sum(a.minutes for a in items),
+    actions = coordinator and meeting.status == "scheduled"
+    csrf = f'<input type="hidden" name="csrf_token" value="{escape(generate_csrf())}">'  # once a page
+    template = _row_template(meeting, csrf, clinician=coordinator or current_user.has_role("oncologist"),
+                             actions=actions)
+    context: dict[str, Any] = {"meeting": meeting, "rows": _agenda_rows(items, template),
+                               "csrf": Markup(csrf),  # noqa: S704 - the token is escaped
+                               "used": sum([a.minutes for a in items]), "actions": actions,
                                "local": partial(_fmt_at, timezone=meeting.timezone),
-                               "coordinator": coordinator, "quorum": services.agenda_quorum(meeting, items)}
-    if coordinator:
+                               "quorum": services.agenda_quorum(meeting, items)}
+    if actions:
         add = forms.get("add_form") or AddCaseForm()
-        add.case_id.choices = _add_choices(meeting)
         context["add_form"] = add
+        context["candidates"] = _candidate_options(meeting, add.case_id.data)
     page = render_template("boards/agenda.html", **context)
     db.session.commit()
     return page, status
