@@ -230,3 +230,18 @@ def test_queue_rows_escape_what_people_typed(app, client) -> None:
     assert "<td>&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Co</td>" in html
     assert "MDT &lt;b onmouseover=&quot;x()&quot;&gt;&amp;, Tue 24 Nov" in html
     assert "<script>" not in html and "<b onmouseover" not in html
+
+
+def test_the_filters_show_what_each_request_asked_for(app, client) -> None:
+    login(client, make_user("coordinator").email)
+    for _ in range(2):  # the second round is served from the filters kept per choice
+        lung = client.get("/cases?site=lung&status=all").get_data(as_text=True)
+        assert '<option selected value="lung">' in lung and '<option selected value="all">' in lung
+        breast = client.get("/cases?site=breast").get_data(as_text=True)
+        assert '<option selected value="breast">' in breast and '<option selected value="lung">' not in breast
+        assert '<option selected value="open">' in breast
+        typed = client.get("/cases?site=breast&mrn=Q-12").get_data(as_text=True)
+        assert 'value="Q-12"' in typed and '<option selected value="breast">' in typed
+        wrong = client.get("/cases?site=breast&risk=doomed").get_data(as_text=True)
+        assert "Not a valid choice" in wrong and 'aria-invalid="true"' in wrong
+        assert "Not a valid choice" not in client.get("/cases?site=breast").get_data(as_text=True)

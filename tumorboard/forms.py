@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from flask import flash
+from flask import current_app, flash, get_template_attribute
 from markupsafe import Markup, escape
 from wtforms.widgets import Select, html_params
 
@@ -48,3 +49,28 @@ def show_errors(form: Any, error: DomainError) -> None:
             continue
         field.errors = [*field.errors, *messages]
     flash(error.message + (f" ({'; '.join(unplaced)})" if unplaced else ""), "error")
+
+
+#: fields rendered lately, by the key their caller gave (`rendered_fields`)
+_RENDERED: dict[Hashable, Markup] = {}
+
+
+def rendered_fields(form: Any | Callable[[], Any], shown: Iterable[tuple[str, dict[str, Any]]], *,
+                    key: Hashable | None = None) -> Markup:
+    """The fields `shown` (name, keywords of the `field` macro of templates/_macros.html) of `form`
+    (or of the form that `form()` makes), as that macro renders them. With a `key`, the HTML is
+    kept per process and reused for the same key: only for forms whose HTML depends on nothing
+    but the key (a blank form, filters without free text). Rendering a handful of fields costs
+    ~3,000 Python calls, a good part of a page; a form with errors is never kept."""
+    reuse = key is not None and not current_app.jinja_env.auto_reload
+    if reuse and key in _RENDERED:
+        return _RENDERED[key]
+    form = form() if callable(form) and not hasattr(form, "data") else form
+    field = get_template_attribute("_macros.html", "field")
+    html = Markup("").join(field(form[name], **kwargs) for name, kwargs in shown)
+    if reuse and not form.errors:
+        if len(_RENDERED) >= 256:  # a bound, not a target: the keys are few
+            _RENDERED.clear()
+        _RENDERED[key] = html
+    return html
+

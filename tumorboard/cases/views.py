@@ -12,7 +12,6 @@ from flask import (
     Blueprint,
     current_app,
     flash,
-    get_template_attribute,
     redirect,
     render_template,
     request,
@@ -37,7 +36,7 @@ from tumorboard.cases.forms import (
 from tumorboard.cases.models import Case
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
-from tumorboard.forms import show_errors
+from tumorboard.forms import rendered_fields, show_errors
 from tumorboard.templating import url_pattern
 from tumorboard.vocab import label
 
@@ -107,6 +106,12 @@ def _queue_rows(rows: list[services.QueueRow], tz: ZoneInfo) -> Markup:
     return Markup("".join(html))  # noqa: S704 - every value above is escaped or made here
 
 
+#: the queue's filter fields, in order (name, `field` macro keywords)
+_QUEUE_FILTERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("mrn", {"autocomplete": "off"}), ("status", {}), ("site", {}), ("urgency", {}), ("risk", {}),
+)
+
+
 @bp.route("/cases")
 def queue() -> str:
     """The queue of cases by deadline, with filters, MRN search and pages."""
@@ -121,7 +126,10 @@ def queue() -> str:
         result = services.read_queue(filters, page, PER_PAGE)
         rows = _queue_rows(result.rows, _user_zone())
     args = {k: v for k, v in request.args.items() if k != "page" and v}
-    html = render_template("cases/queue.html", form=form, result=result, rows=rows, args=args)
+    # the filters' HTML depends only on their values: kept per choice, but never for a typed MRN
+    key = None if form.mrn.data else ("queue filters", *(form[name].data for name, _ in _QUEUE_FILTERS))
+    filters = rendered_fields(form, _QUEUE_FILTERS, key=key)
+    html = render_template("cases/queue.html", filters=filters, result=result, rows=rows, args=args)
     db.session.commit()  # the read is on record before the page leaves
     return html
 
@@ -183,25 +191,17 @@ _ACTION_FORMS: dict[str, tuple[type[FlaskForm], tuple[tuple[str, dict[str, Any]]
     "override_form": (OverrideForm, (("override_reason", {"rows": 2}),)),
     "withdraw_form": (WithdrawForm, (("withdraw_reason", {"rows": 2}),)),
 }
-#: the fields of the blank action forms, the same on every case page: rendered once per process
-#: (rendering them costs ~3,000 Python calls, a quarter of the page)
-_BLANK_FIELDS: dict[str, Markup] = {}
 
 
 def _form_fields(name: str, form: FlaskForm | None = None) -> Markup:
-    """The fields of the action form `name` as the `field` macro (templates/_macros.html) renders
-    them: of `form` (a refused submission, with its messages) or of a blank form."""
-    if form is None and name in _BLANK_FIELDS and not current_app.jinja_env.auto_reload:
-        return _BLANK_FIELDS[name]
+    """The fields of the action form `name`: of `form` (a refused submission, with its
+    messages), else of a blank form, the same on every case page (rendered once per process)."""
     form_class, shown = _ACTION_FORMS[name]
-    blank = form is None
-    if form is None:
-        form = form_class(formdata=None, meta={"csrf": False})  # the template writes the CSRF token
-    field = get_template_attribute("_macros.html", "field")
-    html = Markup("").join(field(form[field_name], **kwargs) for field_name, kwargs in shown)
-    if blank:
-        _BLANK_FIELDS[name] = html
-    return html
+    if form is not None:
+        return rendered_fields(form, shown)
+    # the template writes the CSRF token
+    return rendered_fields(lambda: form_class(formdata=None, meta={"csrf": False}), shown,
+                           key=("case action", name))
 
 
 @bp.route("/cases/<int:case_id>/edit", methods=["GET", "POST"])
