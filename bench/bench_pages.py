@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from bench_load import PASSWORD, SITES, seed  # noqa: E402
+from bench_load import PASSWORD, SITES, reference_speed, seed  # noqa: E402
 
 from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
@@ -119,6 +119,7 @@ def main() -> None:
         sign_in(client)
         rng = random.Random(3)
         kinds = args.pages.split(",")
+        print(reference_speed())
         print(f"{'page':<8} {'cpu p50 ms':>10} {'cpu p90 ms':>10} {'wall p50 ms':>11} {'SQL/req':>8}")
         for kind in kinds:
             for _ in range(50):  # warm-up: templates, compiled SQL, prepared statements
