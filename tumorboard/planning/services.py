@@ -210,8 +210,6 @@ def _lock_and_read_states(changes: list[Change]) -> tuple[dict[int, CaseState], 
     and the meetings with a row held by somebody else (changes touching them wait a pass)."""
     if not changes:
         return {}, set()
-    from tumorboard.calendar.models import Invitation
-
     ids = [c.case_id for c in changes]
     meetings = {m for c in changes for m in (c.before, c.after) if m is not None}
     cases, _ = _lock_free(Case, id_in(Case.id, ids))
