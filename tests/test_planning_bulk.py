@@ -16,6 +16,7 @@ from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import find_tampering, record, record_many
 from tumorboard.boards.models import BoardSite
 from tumorboard.calendar.models import Invitation
+from tumorboard.calendar.tracking import mark_meetings_touched, sync_touched
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
@@ -94,14 +95,22 @@ def observed(since: int) -> dict[str, Any]:
     db.session.expire_all()
     rows = db.session.scalars(sa.select(Assignment)).all()
     names = {str(a.id): (a.case_id, a.meeting_id) for a in rows}
+    events = [(e.action, e.object_type, names.get(e.object_id or "", e.object_id), e.details, e.at)
+              for e in db.session.scalars(sa.select(AuditEvent).where(AuditEvent.id > since)
+                                          .order_by(AuditEvent.id))]
     return {
         "assignments": sorted((a.case_id, a.meeting_id, a.active, a.position, a.pinned, a.source, a.minutes)
                               for a in rows),
         "cases": sorted((c.id, c.status, c.ready_at, c.updated_at, c.schedule_note,
                          c.urgent_slot_latest_start) for c in db.session.scalars(sa.select(Case))),
-        "events": [(e.action, e.object_type, names.get(e.object_id or "", e.object_id), e.details, e.at)
-                   for e in db.session.scalars(sa.select(AuditEvent).where(AuditEvent.id > since)
-                                               .order_by(AuditEvent.id))],
+        # in the order written; the invitations' own events (a batch syncs its meetings when it is
+        # written, the specification all of them at the commit) by meeting
+        "events": [event for event in events if not event[0].startswith("invitation.")],
+        "invitation events": sorted((e for e in events if e[0].startswith("invitation.")), key=repr),
+        "invitations": sorted((i.meeting_id, i.user_id, i.active, i.partstat, i.last_sequence_sent)
+                              for i in db.session.scalars(sa.select(Invitation))),
+        "outbox": sorted((m.kind, m.to_addr, m.subject, m.dedupe_key)
+                         for m in db.session.scalars(sa.select(OutboxMessage))),
         "requests": db.session.scalar(sa.select(sa.func.count()).select_from(PlanningRequest)
                                       .where(PlanningRequest.done_at.is_(None))),
     }
@@ -151,10 +160,14 @@ def test_bulk_apply_writes_exactly_what_assign_and_unassign_wrote(app, frozen_no
 
     with db.session.begin_nested() as reference:
         expected = apply_one_by_one(snapshot, plan)
+        # what its commit would do for every meeting it changed (a refused step's savepoint
+        # rollback forgets the meetings noted before it)
+        mark_meetings_touched(db.session(), {m for c in expected.changes for m in (c.before, c.after) if m})
+        sync_touched(db.session())
         wanted = observed(since)
         reference.rollback()
     db.session.expire_all()  # a savepoint's rollback only expires what the ORM itself changed
-    result = apply_plan(snapshot, plan)
+    result = apply_plan(snapshot, plan)  # each batch synced its meetings: the commit has nothing left
     got = observed(since)
 
     for key, value in wanted.items():

@@ -41,9 +41,16 @@ def mark_meetings_touched(session: Any, meeting_ids: Iterable[int]) -> None:
     session.info.setdefault(_KEY, set()).update(meeting_ids)
 
 
-def _sync(session: Any) -> None:
-    # before_commit also fires when a savepoint is released: act on the real commit only, once
-    if session.in_nested_transaction() or session.info.get(_BUSY):
+def _sync_at_commit(session: Any) -> None:
+    # before_commit also fires when a savepoint is released: act on the real commit only
+    if not session.in_nested_transaction():
+        sync_touched(session)
+
+
+def sync_touched(session: Any) -> None:
+    """Sync now the invitations of the meetings touched so far, as the commit would (a large
+    pass does it after each batch of its plan, so that its commit does not carry all of it)."""
+    if session.info.get(_BUSY):
         return
     from tumorboard.calendar import services  # looked up at call time (benches time it)
 
@@ -67,7 +74,7 @@ def _forget(session: Any, *_: Any) -> None:
 
 def install() -> None:
     """Listen on every Flask-SQLAlchemy session (idempotent)."""
-    for name, listener in (("before_flush", _collect), ("before_commit", _sync),
+    for name, listener in (("before_flush", _collect), ("before_commit", _sync_at_commit),
                            ("after_rollback", _forget)):
         if not event.contains(Session, name, listener):
             event.listen(Session, name, listener)

@@ -22,6 +22,7 @@ from tumorboard.audit.services import record
 from tumorboard.auth.models import User
 from tumorboard.boards.models import Board, BoardMember, Meeting
 from tumorboard.calendar.models import Invitation
+from tumorboard.calendar.tracking import sync_touched
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.cases.services import expire_held, id_in
 from tumorboard.cases.signals import case_needs_scheduling
@@ -260,7 +261,8 @@ def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
 def _apply_in_batches(changes: list[Change], meetings: dict[int, Meeting],
                       refused: dict[int, str]) -> list[int]:
     """`apply_changes` batch by batch (`PLANNER_APPLY_BATCH` changes), pausing after each for
-    `PLANNER_APPLY_PAUSE` times as long as it took: the database's share of a large pass comes
+    `PLANNER_APPLY_PAUSE` times as long as it took (the invitations of its meetings synced with
+    it, not all at the commit): the database's share of a large pass comes
     in short bursts the web requests can get between (PostgreSQL does not run the pass's queries
     at the scheduler's lower priority). Fills `refused`; returns the cases taken off meetings."""
     size = current_app.config.get("PLANNER_APPLY_BATCH", 500)
@@ -272,6 +274,8 @@ def _apply_in_batches(changes: list[Change], meetings: dict[int, Meeting],
         applied = apply_changes(batch, meetings)
         refused.update(applied.refused)
         removed += applied.removed
+        # a batch holds every change of its meetings (`batches`): their invitations are final
+        sync_touched(db.session())
         if pause and batch is not cut[-1]:
             sleep((perf_counter() - started) * pause)
     return removed
