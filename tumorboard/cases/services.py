@@ -692,7 +692,7 @@ def read_queue(filters: QueueFilters, page: int = 1, per_page: int = 50) -> Queu
 def _queue_statements(status: str, site: bool, urgency: bool, risk_name: str | None,
                       mrn: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """The queue's page and count statements for one shape of filters (`status` "open", "all"
-    or "one"), built once: the values are bound parameters (`_queue_params`)."""
+    or "one"), built once: the values are bound parameters, given by `queue_page`."""
     conditions: list[sa.ColumnElement[bool]] = []
     if status == "open":
         conditions.append(Case.status.in_(OPEN_STATUSES))
