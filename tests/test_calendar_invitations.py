@@ -186,3 +186,15 @@ def test_no_phi_in_any_message(app) -> None:
     rows = outbox()
     assert {r.kind for r in rows} == {"invite", "update", "uninvite", "cancel"}
     assert_no_phi(t.case, [all_text(r) for r in rows] + [r.subject for r in rows])
+
+
+def test_a_rolled_back_savepoint_keeps_the_invitations_owed_by_earlier_changes(app) -> None:
+    t = make_calendar_team()
+    put_on_agenda(t.case, t.meeting)  # the agenda changed: its invitations are owed at the commit
+    try:
+        with db.session.begin_nested():  # a later step refused (e.g. one case of a batch)
+            raise ValueError("refused")
+    except ValueError:
+        pass
+    db.session.commit()
+    assert sorted(r.to_addr for r in outbox()) == sorted(u.email for u in (t.path, t.rad, t.surg, t.onc))

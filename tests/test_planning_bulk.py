@@ -16,7 +16,7 @@ from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import find_tampering, record, record_many
 from tumorboard.boards.models import BoardSite
 from tumorboard.calendar.models import Invitation
-from tumorboard.calendar.tracking import mark_meetings_touched, sync_touched
+from tumorboard.calendar.tracking import sync_touched
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
@@ -160,10 +160,7 @@ def test_bulk_apply_writes_exactly_what_assign_and_unassign_wrote(app, frozen_no
 
     with db.session.begin_nested() as reference:
         expected = apply_one_by_one(snapshot, plan)
-        # what its commit would do for every meeting it changed (a refused step's savepoint
-        # rollback forgets the meetings noted before it)
-        mark_meetings_touched(db.session(), {m for c in expected.changes for m in (c.before, c.after) if m})
-        sync_touched(db.session())
+        sync_touched(db.session())  # what its commit would do
         wanted = observed(since)
         reference.rollback()
     db.session.expire_all()  # a savepoint's rollback only expires what the ORM itself changed

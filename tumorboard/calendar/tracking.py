@@ -6,6 +6,7 @@ coordinator pages, the API, the engine, the CLI.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,7 @@ from tumorboard.db import now_utc
 TRACKED_FIELDS = ("start_at", "end_at", "location", "status", "sequence")
 _KEY = "tumorboard.meetings_to_sync"
 _BUSY = "tumorboard.syncing_invitations"
+_SAVED = "tumorboard.meetings_to_sync_before_savepoints"
 
 
 def _collect(session: Any, _context: Any, _instances: Any) -> None:
@@ -68,13 +70,26 @@ def sync_touched(session: Any) -> None:
         session.info.pop(_BUSY, None)
 
 
-def _forget(session: Any, *_: Any) -> None:
-    session.info.pop(_KEY, None)
+def _remember(session: Any, transaction: Any) -> None:
+    if transaction.nested:  # a savepoint: what is owed before it, should it roll back
+        saved = session.info.setdefault(_SAVED, weakref.WeakKeyDictionary())  # gone with it
+        saved[transaction] = set(session.info.get(_KEY, ()))
+
+
+def _forget(session: Any, previous_transaction: Any) -> None:
+    """A rollback: of the whole transaction, nothing is owed any more; of a savepoint, what
+    was owed before it (the changes before it stand)."""
+    saved = session.info.get(_SAVED, {}).pop(previous_transaction, None)
+    if previous_transaction.parent is None:
+        session.info.pop(_KEY, None)
+        session.info.pop(_SAVED, None)
+    elif saved is not None:
+        session.info[_KEY] = saved
 
 
 def install() -> None:
     """Listen on every Flask-SQLAlchemy session (idempotent)."""
     for name, listener in (("before_flush", _collect), ("before_commit", _sync_at_commit),
-                           ("after_rollback", _forget)):
+                           ("after_transaction_create", _remember), ("after_soft_rollback", _forget)):
         if not event.contains(Session, name, listener):
             event.listen(Session, name, listener)
