@@ -65,7 +65,7 @@ def rendered_fields(form: Any | Callable[[], Any], shown: Iterable[tuple[str, di
     reuse = key is not None and not current_app.jinja_env.auto_reload
     if reuse and key in _RENDERED:
         return _RENDERED[key]
-    form = form() if callable(form) and not hasattr(form, "data") else form
+    form = form() if callable(form) else form  # a form itself is not callable
     field = get_template_attribute("_macros.html", "field")
     html = Markup("").join(field(form[name], **kwargs) for name, kwargs in shown)
     if reuse and not form.errors:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 ROLES = ("coordinator", "specialist", "oncologist", "admin")
 
 SPECIALTIES = (
@@ -55,6 +57,7 @@ CONSENSUS_STATUSES = ("draft", "signed")
 OUTBOX_STATUSES = ("pending", "sent", "dead")
 
 
+@functools.lru_cache(maxsize=1024)  # the same few values on every row of every page
 def label(value: str) -> str:
     """Human label for a vocabulary value: `surgical_oncology` → `Surgical oncology`."""
     return value.replace("_", " ").capitalize()

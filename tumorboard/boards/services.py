@@ -614,7 +614,7 @@ def local_to_utc(naive: datetime, zone_name: str, field: str = "start") -> datet
 # --- the agenda page --------------------------------------------------------------------------
 # The page only displays, so it reads plain rows (no ORM entities) in statements built once:
 # on a page this size, building a select and loading entities cost more than running the SQL.
-# Per-row work is kept to a minimum (list comprehensions, cached labels): a page has many rows.
+# Per-row work is kept to a minimum (list comprehensions): a page has many rows.
 
 def _rows(statement: sa.Select[Any], **params: Any) -> sa.CursorResult[Any]:
     """Plain rows of a select, run on the session's connection (in its transaction, without the
@@ -624,10 +624,6 @@ def _rows(statement: sa.Select[Any], **params: Any) -> sa.CursorResult[Any]:
 
 def _spaced(names: list[str]) -> str:
     return ", ".join([name.replace("_", " ") for name in names]) if names else ""
-
-
-#: `label` of a vocabulary value: the same few sites on every row
-_label = functools.lru_cache(maxsize=256)(label)
 
 
 _AGENDA_MEETING = (  # the meeting, its board's, and the specialties accepted (see calendar.quorum)
@@ -720,7 +716,7 @@ def agenda_items(meeting: AgendaMeeting) -> list[AgendaItem]:
         items.append(AgendaItem(
             id=row.id, case_id=row.case_id, mrn=row.mrn, display_name=row.display_name,
             minutes=row.minutes, pinned=row.pinned, urgent=row.urgency == "urgent",
-            specialties=specialties, site_label=_label(row.site), deadline_text=row.deadline.isoformat(),
+            specialties=specialties, site_label=label(row.site), deadline_text=row.deadline.isoformat(),
             specialties_text=_spaced(specialties), missing_text=_spaced(missing),
         ))
     return items
@@ -731,7 +727,7 @@ def agenda_candidates(meeting: AgendaMeeting, limit: int) -> list[tuple[int, str
     cases.assignments.eligible_cases), each as its id and text "MRN · name · Site · status"."""
     rows = _rows(_agenda_candidates_statement(), meeting_id=meeting.id, board_id=meeting.board_id,
                  limit=limit).all()
-    return [(c.id, f"{c.mrn} · {c.display_name} · {_label(c.site)} · {c.status}") for c in rows]
+    return [(c.id, f"{c.mrn} · {c.display_name} · {label(c.site)} · {c.status}") for c in rows]
 
 
 @functools.cache

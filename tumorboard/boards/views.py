@@ -41,6 +41,7 @@ from tumorboard.db import MAX_INT, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.forms import show_errors
+from tumorboard.templating import url_slot
 
 bp = Blueprint("boards", __name__)
 
@@ -236,7 +237,6 @@ value="{{pin_value}}"><button type="submit">{{pin_label}}<span class="skip"> {{m
         <a class="button" href="{move}">Move<span class="skip"> {{mrn}}</span></a>
       </td>"""
 _URGENT = '<span class="badge urgent">urgent</span>'
-_SLOT = 1234567890  # any id a route accepts: where it lands in a URL is where each row's id goes
 
 #: an option of the "add a case" list
 _CANDIDATE = '<option{selected} value="{id}">{text}</option>'
@@ -250,24 +250,19 @@ def _literal(html: str) -> str:
     return html.replace("{", "{{").replace("}", "}}")
 
 
-def _url_slot(endpoint: str, name: str, **fixed: Any) -> str:
-    """The URL of `endpoint` as a part of a row template: `{name}` where the row's id goes."""
-    return _literal(escape(url_for(endpoint, **fixed, **{name: _SLOT}))).replace(str(_SLOT), f"{{{name}}}")
-
-
 def _row_template(meeting: services.AgendaMeeting, csrf: str, *, clinician: bool, actions: bool) -> str:
     """`_AGENDA_ROW` with this page's parts: links for clinicians, forms for a coordinator
     (`csrf`: the hidden input of the token)."""
     case_link = "{mrn}"
     if clinician and "cases.detail" in current_app.view_functions:
-        case_link = f'<a href="{_url_slot("cases.detail", "case_id")}">{{mrn}}</a>'
+        case_link = f'<a href="{url_slot("cases.detail", "case_id")}">{{mrn}}</a>'
     consensus = ""
     if clinician:
-        url = _url_slot("consensus.edit", "case_id", meeting_id=meeting.id)
+        url = url_slot("consensus.edit", "case_id", meeting_id=meeting.id)
         consensus = f'\n        <br><a class="no-print" href="{url}">Consensus</a>'
     buttons = ""
     if actions:
-        urls = {action: _url_slot(f"boards.assignment_{action}", "assignment_id")
+        urls = {action: url_slot(f"boards.assignment_{action}", "assignment_id")
                 for action in ("reorder", "pin", "remove", "move")}
         buttons = _AGENDA_ACTIONS.format(csrf=_literal(csrf), **urls)
     return _AGENDA_ROW.format(case_link=case_link, consensus=consensus, actions=buttons)
