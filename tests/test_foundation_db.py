@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta, timezone
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, StatementError
@@ -141,3 +142,108 @@ def test_a_transaction_that_wrote_is_left_to_roll_back(pg_app) -> None:
         end_read_only_transaction(None)
         db.session.remove()
         assert ends[-1] == "rollback" and db.session.get(type(user), user.id).name != "Pending"
+
+
+def _statement_states(app) -> list[tuple[str, str, int]]:
+    """(HTTP method, psycopg's transaction status, backend pid) after every statement a request
+    of the app runs from now on: 'IDLE' after a statement in autocommit, 'INTRANS' in a transaction."""
+    from flask import has_request_context, request
+
+    seen: list[tuple[str, str, int]] = []
+
+    def note(conn, *_):
+        if has_request_context():
+            info = conn.connection.dbapi_connection.info
+            seen.append((request.method, info.transaction_status.name, info.backend_pid))
+
+    with app.app_context():
+        sa.event.listen(db.engine, "after_cursor_execute", note)
+    return seen
+
+
+def _signed_in_with_a_case(app):
+    """A coordinator's signed-in test client and the id of a committed case."""
+    from tests.helpers import login
+
+    with app.app_context():
+        make_user("coordinator", email="reader@example.org")
+        case_id = make_case().id
+        db.session.commit()
+    client = app.test_client()
+    login(client, "reader@example.org")
+    return client, case_id
+
+
+@pytest.mark.postgres
+def test_a_page_read_runs_in_autocommit_and_its_audit_row_is_committed_before_the_answer(pg_app) -> None:
+    from tumorboard.audit.models import AuditEvent
+
+    client, case_id = _signed_in_with_a_case(pg_app)
+    states = _statement_states(pg_app)
+    seen_during: list[int] = []
+
+    def audit_visible_elsewhere(conn, _cursor, statement, *_):  # read from another connection
+        if statement.startswith("INSERT INTO audit_events"):
+            with psycopg.connect(pg_app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", "")) as other:
+                seen_during.append(other.execute(
+                    "SELECT count(*) FROM audit_events WHERE object_type = 'case' AND object_id = %s",
+                    (str(case_id),)).fetchone()[0])
+
+    with pg_app.app_context():
+        sa.event.listen(db.engine, "after_cursor_execute", audit_visible_elsewhere)
+    assert client.get(f"/cases/{case_id}").status_code == 200
+    assert states and {state for _, state, _ in states} == {"IDLE"}  # no BEGIN, no COMMIT
+    assert seen_during == [1]  # committed as it was written, while the page was still being made
+    with pg_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(
+            AuditEvent.object_type == "case", AuditEvent.object_id == str(case_id))) == 1
+
+
+@pytest.mark.postgres
+def test_after_a_read_the_same_pooled_connection_writes_in_a_transaction_again(scratch_postgres) -> None:
+    from tests.helpers import post_form
+    from tumorboard import create_app
+
+    app = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_postgres,  # one connection, reused
+                     SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_pre_ping": True})
+    with app.app_context():
+        db.create_all()
+    client, case_id = _signed_in_with_a_case(app)
+    states = _statement_states(app)
+    record = {"kind": "labs", "label": "Synthetic panel", "required": "y"}
+    response = post_form(client, f"/cases/{case_id}/records", record, form_url=f"/cases/{case_id}")
+    assert response.status_code == 302
+    reads = {(state, pid) for method, state, pid in states if method == "GET"}
+    writes = {(state, pid) for method, state, pid in states if method == "POST"}
+    assert {state for state, _ in reads} == {"IDLE"}
+    assert writes and {state for state, _ in writes} == {"INTRANS"}  # not left in autocommit
+    assert {pid for _, pid in reads} == {pid for _, pid in writes}  # the same connection
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.mark.postgres
+def test_every_page_reads_in_autocommit_without_a_server_error(pg_app) -> None:
+    """Every GET route, with the ids of a demo database, as a user holding every role: the
+    tests' other requests run inside a test transaction, so this is where autocommit meets them all."""
+    from tests.helpers import login
+    from tests.test_security_permissions import _dummy_values
+    from tumorboard.demo import seed_demo
+    from tumorboard.vocab import ROLES
+
+    with pg_app.app_context():
+        seed_demo(cases=12)
+        make_user(*ROLES, specialty="medical_oncology", email="everything@example.org")
+        db.session.commit()
+    client = pg_app.test_client()
+    login(client, "everything@example.org")
+    states = _statement_states(pg_app)
+    answered = {}
+    for rule in pg_app.url_map.iter_rules():
+        if "GET" in (rule.methods or ()) and rule.endpoint not in {"static", "auth.logout"}:
+            url = rule.build(_dummy_values(rule), append_unknown=False)[1]
+            answered[url] = client.get(url).status_code  # a 500 would raise here (TESTING)
+    assert len(answered) > 40 and all(status < 500 for status in answered.values()), answered
+    assert sum(status == 200 for status in answered.values()) > 30
+    assert {state for method, state, _ in states if method == "GET"} == {"IDLE"}
