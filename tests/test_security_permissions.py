@@ -86,10 +86,9 @@ def test_every_table_entry_names_a_real_endpoint(app: Flask) -> None:
 def test_permission_check_runs_before_any_view_code(app: Flask) -> None:
     funcs = app.before_request_funcs[None]
     before = [f.__name__ for f in funcs[:funcs.index(enforce_permissions)]]
-    # only the CSRF check, the session timeouts and the choice of autocommit for a read run
-    # before it (blueprint hooks run after every app-wide one); a hook that loads data must come
-    # after the permission check
-    assert set(before) <= {"csrf_protect", "check_session_timeouts", "reads_in_autocommit"}, before
+    # only the CSRF check and the session timeouts run before it (blueprint hooks run after
+    # every app-wide one); a hook that loads data must come after the permission check
+    assert set(before) <= {"csrf_protect", "check_session_timeouts"}, before
 
 
 def test_anonymous_users_are_sent_to_sign_in_or_get_401(app: Flask, client: FlaskClient) -> None:

@@ -63,13 +63,12 @@ def register_extensions(app: Flask) -> None:
     from tumorboard.api import init_api
     from tumorboard.auth.services import init_login
     from tumorboard.calendar.tracking import install as install_invitation_tracking
-    from tumorboard.db import end_read_only_transaction, reads_in_autocommit
+    from tumorboard.db import end_read_only_transaction
     from tumorboard.extensions import csrf, db, migrate
     from tumorboard.planning.services import connect_signals
     from tumorboard.security import init_security
 
     db.init_app(app)
-    app.before_request(reads_in_autocommit)  # before anything uses the session
     app.teardown_request(end_read_only_transaction)  # before the session is removed
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     csrf.init_app(app)

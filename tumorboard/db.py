@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
-from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import Pool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -159,39 +159,31 @@ def end_read_only_transaction(error: BaseException | None) -> None:
 # Under READ COMMITTED every statement takes a snapshot of its own, so a transaction around a
 # page's SELECTs keeps nothing consistent that autocommit would not; it only costs two round
 # trips (BEGIN, COMMIT) and the backend's work for them (~10 % of what a page costs in all,
-# bench/README.md). A GET, HEAD or OPTIONS request (safe by HTTP: it reads, and at most appends
-# audit rows of its reading) therefore runs in autocommit: each audit row is committed as it is
-# inserted, before the page is sent. SQLAlchemy puts a connection back to its transactional
-# default when it returns to the pool, so every other request, every job and every command keeps
-# its transactions. SQLite has no round trips to save: its requests keep their transaction. (A
-# session given a connection of its own, as in the tests, is left alone.)
+# bench/README.md). A connection taken from the pool during a GET, HEAD or OPTIONS request (safe
+# by HTTP: it reads, and at most appends audit rows of its reading) is therefore switched to
+# autocommit, and back when it returns: each audit row is committed as it is inserted, before
+# the page is sent, and every other request, every job and every command keeps its
+# transactions. The switch is psycopg's own (client side: no round trip); SQLAlchemy's
+# isolation-level option would do the same at a higher price per statement (event dispatch
+# through an option engine). SQLite has no round trips to save: its requests keep their
+# transaction. (A connection taken outside a request, as the tests' own, is left alone.)
 
 _AUTOCOMMIT = "tumorboard.autocommit"
 
 
-@functools.lru_cache(maxsize=4)
-def _in_autocommit(engine: Engine) -> Engine:
-    """`engine` with its connections set to autocommit at checkout (the same pool)."""
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-class Session(FlaskSession):
-    """Flask-SQLAlchemy's session; once `reads_in_autocommit` has marked it, every connection it
-    takes from a PostgreSQL engine is in autocommit (after a commit in the request too)."""
-
-    def get_bind(self, *args: Any, **kwargs: Any) -> Any:
-        bind = super().get_bind(*args, **kwargs)
-        if self.info.get(_AUTOCOMMIT) and isinstance(bind, Engine) and bind.dialect.name == "postgresql":
-            return _in_autocommit(bind)
-        return bind
-
-
-def reads_in_autocommit() -> None:
-    """before_request: a safe request's session takes its PostgreSQL connections in autocommit."""
-    from flask import request
+@event.listens_for(Pool, "checkout")
+def _reads_in_autocommit(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    from flask import has_request_context, request
 
     from tumorboard.auth.permissions import SAFE_METHODS
-    from tumorboard.extensions import db
 
-    if request.method in SAFE_METHODS:
-        db.session().info[_AUTOCOMMIT] = True
+    if (isinstance(dbapi_connection, psycopg.Connection) and has_request_context()
+            and request.method in SAFE_METHODS):
+        dbapi_connection.autocommit = True
+        record.info[_AUTOCOMMIT] = True
+
+
+@event.listens_for(Pool, "checkin")
+def _transactional_again(dbapi_connection: Any, record: Any) -> None:
+    if record.info.pop(_AUTOCOMMIT, False) and dbapi_connection is not None:
+        dbapi_connection.autocommit = False  # rolled back (a no-op outside a transaction) first
