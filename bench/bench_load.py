@@ -227,7 +227,8 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
     loop = asyncio.get_running_loop()
     finished = loop.create_future()
     address = ("127.0.0.1", port)
-    start = loop.time()
+    clock = time.perf_counter  # not loop.time(): libuv's clock counts whole milliseconds
+    start = clock()
 
     def done(request: _InFlight, status: int) -> None:
         sock = request.sock
@@ -237,7 +238,7 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
             sock.close()
             request.sock = None
         in_flight.discard(request)
-        samples.append(Sample(request.kind, loop.time() - request.at, status, request.at - start))
+        samples.append(Sample(request.kind, clock() - request.at, status, request.at - start))
         if sending_over and not in_flight and not finished.done():
             finished.set_result(None)
 
@@ -264,7 +265,7 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
     sending_over = False
 
     def sweep() -> None:  # a request not answered MAX_LATE after it was due is dropped
-        now = loop.time()
+        now = clock()
         for request in [r for r in in_flight if now - r.at > MAX_LATE]:
             done(request, -1)
         if not finished.done():
@@ -277,7 +278,7 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
         elapsed = at - start
         if elapsed >= max_duration or (elapsed >= duration and (until is None or until.poll() is not None)):
             break
-        delay = at - loop.time()
+        delay = at - clock()
         if delay > 0:
             await asyncio.sleep(delay)  # pacing the open-loop generator
         kind, path = workload.next()
