@@ -32,3 +32,36 @@ def test_a_pass_that_changed_agendas_runs_the_delivery_at_once(app) -> None:
 
 def test_a_requested_pass_is_looked_for_every_second() -> None:
     assert INTERVALS["assign-requested"] <= 1  # the ready → invite target is 5 s end to end
+
+
+def test_idle_work_runs_under_sched_idle_and_leaves_the_caller_as_it_was() -> None:
+    import os
+
+    import pytest
+
+    from tumorboard.jobs.idle import when_idle
+
+    before = os.sched_getscheduler(0)
+    assert when_idle(lambda: os.sched_getscheduler(0)) == os.SCHED_IDLE
+    assert os.sched_getscheduler(0) == before  # the caller keeps its policy
+    with pytest.raises(ZeroDivisionError):  # an error of the work reaches the caller
+        when_idle(lambda: 1 / 0)
+
+
+def test_the_pass_solves_on_idle_cpu_time_only(app, monkeypatch) -> None:
+    import os
+
+    from tests.factories import ready_cases_and_two_meetings
+    from tumorboard.planning import services
+
+    real_solve = services.solve
+    policies = []
+
+    def solve(*args, **kwargs):
+        policies.append(os.sched_getscheduler(0))
+        return real_solve(*args, **kwargs)
+
+    monkeypatch.setattr(services, "solve", solve)
+    ready_cases_and_two_meetings(3)
+    assert len(services.run_pass().changes) == 3  # placed as ever
+    assert policies == [os.SCHED_IDLE]

@@ -29,6 +29,7 @@ from tumorboard.cases.signals import case_needs_scheduling
 from tumorboard.db import now_utc, vacuum_analyze
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
+from tumorboard.jobs.idle import when_idle
 from tumorboard.notifications.models import OutboxMessage
 from tumorboard.planning.bulk import apply_changes, batches
 from tumorboard.planning.models import PlanningRequest
@@ -162,9 +163,11 @@ def build_problem(now: datetime | None = None) -> Snapshot:
 
 
 def solve_snapshot(snapshot: Snapshot) -> dict[str, Any]:
-    """Run the engine on the snapshot's Problem; the Plan as a dict."""
+    """Run the engine on the snapshot's Problem (on idle CPU time only: `when_idle`); the Plan as
+    a dict."""
     limit = current_app.config.get("PLANNER_TIME_LIMIT_SECONDS", 5.0)
-    return solve(parse_problem(snapshot.problem), time_limit=limit).to_dict()
+    problem = parse_problem(snapshot.problem)
+    return when_idle(lambda: solve(problem, time_limit=limit)).to_dict()
 
 
 def diff(snapshot: Snapshot, plan: dict[str, Any]) -> list[Change]:
