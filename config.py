@@ -34,6 +34,14 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _choice(name: str, default: str, allowed: set[str]) -> str:
+    value = os.environ.get(name, default).strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(sorted(a or '(empty)' for a in allowed))}, "
+                          f"got {value!r}")
+    return value
+
+
 class Config:
     """Settings shared by every environment."""
 
@@ -47,6 +55,13 @@ class Config:
             env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'instance' / 'tumorboard.db'}"
         )
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        #: PostgreSQL's synchronous_commit for what a GET writes (its audit rows of the reading;
+        #: tumorboard/db.py): "off" does not wait for the disk, so a read never queues behind the
+        #: WAL of a pass; a crash of the database server (not of the app) may then lose the last
+        #: ~0.6 s of read-audit rows. "" keeps the server's setting (full durability). Every
+        #: change (POST, jobs) always commits with the server's setting.
+        self.READS_SYNCHRONOUS_COMMIT = _choice("READS_SYNCHRONOUS_COMMIT", "off",
+                                                {"", "off", "local", "remote_write", "on", "remote_apply"})
         self.SERVER_NAME_FOR_LINKS = env("TUMORBOARD_BASE_URL", "http://127.0.0.1:5000")
         self.MAIL_FROM = env("MAIL_FROM", "tumorboard@localhost")
         self.SMTP_HOST = env("SMTP_HOST", "127.0.0.1")

@@ -36,6 +36,14 @@ def test_production_starts_with_both_and_uses_psycopg_and_secure_cookies(
     assert not app.debug
 
 
+def test_a_misspelt_synchronous_commit_for_reads_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("READS_SYNCHRONOUS_COMMIT", "of")
+    with pytest.raises(ConfigError, match="READS_SYNCHRONOUS_COMMIT must be one of"):
+        create_app("development")
+    monkeypatch.setenv("READS_SYNCHRONOUS_COMMIT", "On")
+    assert create_app("development").config["READS_SYNCHRONOUS_COMMIT"] == "on"
+
+
 def test_wsgi_exits_with_one_line_when_production_is_misconfigured() -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL"}}
     env["TUMORBOARD_CONFIG"] = "production"

@@ -144,17 +144,19 @@ def test_a_transaction_that_wrote_is_left_to_roll_back(pg_app) -> None:
         assert ends[-1] == "rollback" and db.session.get(type(user), user.id).name != "Pending"
 
 
-def _statement_states(app) -> list[tuple[str, str, int]]:
-    """(HTTP method, psycopg's transaction status, backend pid) after every statement a request
-    of the app runs from now on: 'IDLE' after a statement in autocommit, 'INTRANS' in a transaction."""
+def _statement_states(app) -> list[tuple[str, str, int, str]]:
+    """(HTTP method, psycopg's transaction status, backend pid, synchronous_commit) after every
+    statement a request of the app runs from now on: 'IDLE' after a statement in autocommit,
+    'INTRANS' in a transaction."""
     from flask import has_request_context, request
 
-    seen: list[tuple[str, str, int]] = []
+    seen: list[tuple[str, str, int, str]] = []
 
     def note(conn, *_):
         if has_request_context():
-            info = conn.connection.dbapi_connection.info
-            seen.append((request.method, info.transaction_status.name, info.backend_pid))
+            raw = conn.connection.dbapi_connection
+            commit = raw.execute("SELECT current_setting('synchronous_commit')").fetchone()[0]
+            seen.append((request.method, raw.info.transaction_status.name, raw.info.backend_pid, commit))
 
     with app.app_context():
         sa.event.listen(db.engine, "after_cursor_execute", note)
@@ -192,7 +194,8 @@ def test_a_page_read_runs_in_autocommit_and_its_audit_row_is_committed_before_th
     with pg_app.app_context():
         sa.event.listen(db.engine, "after_cursor_execute", audit_visible_elsewhere)
     assert client.get(f"/cases/{case_id}").status_code == 200
-    assert states and {state for _, state, _ in states} == {"IDLE"}  # no BEGIN, no COMMIT
+    assert states and {state for _, state, _, _ in states} == {"IDLE"}  # no BEGIN, no COMMIT
+    assert {commit for *_, commit in states} == {"off"}  # READS_SYNCHRONOUS_COMMIT
     assert seen_during == [1]  # committed as it was written, while the page was still being made
     with pg_app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(
@@ -213,11 +216,12 @@ def test_after_a_read_the_same_pooled_connection_writes_in_a_transaction_again(s
     record = {"kind": "labs", "label": "Synthetic panel", "required": "y"}
     response = post_form(client, f"/cases/{case_id}/records", record, form_url=f"/cases/{case_id}")
     assert response.status_code == 302
-    reads = {(state, pid) for method, state, pid in states if method == "GET"}
-    writes = {(state, pid) for method, state, pid in states if method == "POST"}
-    assert {state for state, _ in reads} == {"IDLE"}
-    assert writes and {state for state, _ in writes} == {"INTRANS"}  # not left in autocommit
-    assert {pid for _, pid in reads} == {pid for _, pid in writes}  # the same connection
+    reads = {(state, pid, commit) for method, state, pid, commit in states if method == "GET"}
+    writes = {(state, pid, commit) for method, state, pid, commit in states if method == "POST"}
+    assert {(state, commit) for state, _, commit in reads} == {("IDLE", "off")}
+    # not left in autocommit, and a change waits for the disk (the server's setting)
+    assert writes and {(state, commit) for state, _, commit in writes} == {("INTRANS", "on")}
+    assert {pid for _, pid, _ in reads} == {pid for _, pid, _ in writes}  # the same connection
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -246,4 +250,13 @@ def test_every_page_reads_in_autocommit_without_a_server_error(pg_app) -> None:
             answered[url] = client.get(url).status_code  # a 500 would raise here (TESTING)
     assert len(answered) > 40 and all(status < 500 for status in answered.values()), answered
     assert sum(status == 200 for status in answered.values()) > 30
-    assert {state for method, state, _ in states if method == "GET"} == {"IDLE"}
+    assert {state for method, state, *_ in states if method == "GET"} == {"IDLE"}
+
+
+@pytest.mark.postgres
+def test_reads_can_keep_the_servers_synchronous_commit(pg_app, monkeypatch) -> None:
+    monkeypatch.setitem(pg_app.config, "READS_SYNCHRONOUS_COMMIT", "")
+    client, case_id = _signed_in_with_a_case(pg_app)
+    states = _statement_states(pg_app)
+    assert client.get(f"/cases/{case_id}").status_code == 200
+    assert states and {(state, commit) for _, state, _, commit in states} == {("IDLE", "on")}

@@ -167,18 +167,35 @@ def end_read_only_transaction(error: BaseException | None) -> None:
 # isolation-level option would do the same at a higher price per statement (event dispatch
 # through an option engine). SQLite has no round trips to save: its requests keep their
 # transaction. (A connection taken outside a request, as the tests' own, is left alone.)
+#
+# Those audit rows commit with READS_SYNCHRONOUS_COMMIT ("off": not waiting for the disk). While
+# a pass writes its plan, a commit that waits for the disk waits for the pass's WAL too: the
+# reads' p99 went from ~40 ms to 200–400 ms. The setting is the connection's, changed (one
+# round trip) only when a connection goes from reads to a change or back.
 
 _AUTOCOMMIT = "tumorboard.autocommit"
+_READ_COMMIT = "tumorboard.read_synchronous_commit"
 
 
 @event.listens_for(Pool, "checkout")
 def _reads_in_autocommit(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    from flask import has_request_context, request
+    from flask import current_app, has_request_context, request
 
     from tumorboard.auth.permissions import SAFE_METHODS
 
-    if (isinstance(dbapi_connection, psycopg.Connection) and has_request_context()
-            and request.method in SAFE_METHODS):
+    if not isinstance(dbapi_connection, psycopg.Connection):
+        return
+    reading = has_request_context() and request.method in SAFE_METHODS
+    wanted = current_app.config.get("READS_SYNCHRONOUS_COMMIT", "") if reading else ""
+    if record.info.get(_READ_COMMIT, "") != wanted:
+        autocommit, dbapi_connection.autocommit = dbapi_connection.autocommit, True  # outside a transaction
+        if wanted:
+            dbapi_connection.execute("SELECT set_config('synchronous_commit', %s, false)", (wanted,))
+        else:
+            dbapi_connection.execute("RESET synchronous_commit")  # the server's (or role's) own
+        dbapi_connection.autocommit = autocommit
+        record.info[_READ_COMMIT] = wanted
+    if reading and not dbapi_connection.autocommit:
         dbapi_connection.autocommit = True
         record.info[_AUTOCOMMIT] = True
 
