@@ -54,7 +54,9 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = database_url(
             env("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'instance' / 'tumorboard.db'}"
         )
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        #: a pooled PostgreSQL connection idle this long is tested before use (not every one:
+        #: tumorboard/db.py); one that died while in use fails one request, then all are replaced
+        self.DATABASE_PING_AFTER_SECONDS = float(env("DATABASE_PING_AFTER_SECONDS", "1"))
         #: PostgreSQL's synchronous_commit for what a GET writes (its audit rows of the reading;
         #: tumorboard/db.py): "off" does not wait for the disk, so a read never queues behind the
         #: WAL of a pass; a crash of the database server (not of the app) may then lose the last

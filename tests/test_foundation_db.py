@@ -208,7 +208,7 @@ def test_after_a_read_the_same_pooled_connection_writes_in_a_transaction_again(s
     from tumorboard import create_app
 
     app = create_app("testing", SQLALCHEMY_DATABASE_URI=scratch_postgres,  # one connection, reused
-                     SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_pre_ping": True})
+                     SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0})
     with app.app_context():
         db.create_all()
     client, case_id = _signed_in_with_a_case(app)
@@ -260,3 +260,36 @@ def test_reads_can_keep_the_servers_synchronous_commit(pg_app, monkeypatch) -> N
     states = _statement_states(pg_app)
     assert client.get(f"/cases/{case_id}").status_code == 200
     assert states and {(state, commit) for _, state, _, commit in states} == {("IDLE", "on")}
+
+
+def _terminate_pooled_backends(app) -> int:
+    """Kill the backends of the app's idle pooled connections, as a restarted server would."""
+    url = app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", "")
+    with psycopg.connect(url, autocommit=True) as admin:
+        return len(admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'").fetchall())
+
+
+@pytest.mark.postgres
+def test_a_connection_idle_for_a_while_is_tested_and_replaced_when_cut(pg_app, monkeypatch) -> None:
+    client, case_id = _signed_in_with_a_case(pg_app)
+    assert client.get(f"/cases/{case_id}").status_code == 200
+    monkeypatch.setitem(pg_app.config, "DATABASE_PING_AFTER_SECONDS", 0)  # "idle long enough"
+    assert _terminate_pooled_backends(pg_app) >= 1
+    assert client.get(f"/cases/{case_id}").status_code == 200  # tested, replaced, served
+
+
+@pytest.mark.postgres
+def test_a_connection_used_a_moment_ago_is_not_tested(pg_app, monkeypatch) -> None:
+    """The price of not testing a busy connection: one request fails if its connection was cut
+    meanwhile; the pool is then replaced and the next request is served."""
+    from sqlalchemy.exc import OperationalError
+
+    client, case_id = _signed_in_with_a_case(pg_app)
+    monkeypatch.setitem(pg_app.config, "DATABASE_PING_AFTER_SECONDS", 3600)
+    assert client.get(f"/cases/{case_id}").status_code == 200
+    assert _terminate_pooled_backends(pg_app) >= 1
+    with pytest.raises(OperationalError):
+        client.get(f"/cases/{case_id}")
+    assert client.get(f"/cases/{case_id}").status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any
 
 import psycopg
@@ -154,45 +155,63 @@ def end_read_only_transaction(error: BaseException | None) -> None:
         session.commit()
 
 
-# --- a request that only reads runs without a transaction (PostgreSQL) ------------------------
+# --- connections taken from the pool (PostgreSQL) --------------------------------------------
 #
-# Under READ COMMITTED every statement takes a snapshot of its own, so a transaction around a
-# page's SELECTs keeps nothing consistent that autocommit would not; it only costs two round
-# trips (BEGIN, COMMIT) and the backend's work for them (~10 % of what a page costs in all,
-# bench/README.md). A connection taken from the pool during a GET, HEAD or OPTIONS request (safe
-# by HTTP: it reads, and at most appends audit rows of its reading) is therefore switched to
-# autocommit, and back when it returns: each audit row is committed as it is inserted, before
-# the page is sent, and every other request, every job and every command keeps its
-# transactions. The switch is psycopg's own (client side: no round trip); SQLAlchemy's
-# isolation-level option would do the same at a higher price per statement (event dispatch
-# through an option engine). SQLite has no round trips to save: its requests keep their
-# transaction. (A connection taken outside a request, as the tests' own, is left alone.)
+# Tested only after an idle while. SQLAlchemy's pool_pre_ping tests every connection at every
+# checkout: a round trip per request (~0.4 ms of worker and backend CPU of ~6). A connection
+# that served a request a moment ago needs no test; one that sat idle may have been cut (a
+# restarted server, an idle timeout, a firewall), so a connection idle for longer than
+# DATABASE_PING_AFTER_SECONDS is tested, and replaced if dead. One that dies while busy fails the
+# request that meets it, and SQLAlchemy then replaces every connection of the pool.
 #
-# Those audit rows commit with READS_SYNCHRONOUS_COMMIT ("off": not waiting for the disk). While
-# a pass writes its plan, a commit that waits for the disk waits for the pass's WAL too: the
-# reads' p99 went from ~40 ms to 200–400 ms. The setting is the connection's, changed (one
+# A request that only reads runs without a transaction. Under READ COMMITTED every statement
+# takes a snapshot of its own, so a transaction around a page's SELECTs keeps nothing
+# consistent that autocommit would not; it only costs two round trips (BEGIN, COMMIT) and the
+# backend's work for them (~10 % of what a page costs in all, bench/README.md). A connection
+# taken during a GET, HEAD or OPTIONS request (safe by HTTP: it reads, and at most appends audit
+# rows of its reading) is therefore switched to autocommit, and back when it returns: each audit
+# row is committed as it is inserted, before the page is sent, and every other request, every
+# job and every command keeps its transactions. The switch is psycopg's own (client side: no
+# round trip); SQLAlchemy's isolation-level option would do the same at a higher price per
+# statement (event dispatch through an option engine). (A connection taken outside a request,
+# as the tests' own, is left alone.)
+#
+# Those audit rows commit with READS_SYNCHRONOUS_COMMIT ("off": not waiting for the disk).
+# While a pass writes its plan, a commit that waits for the disk waits for the pass's WAL too:
+# the reads' p99 went from ~40 ms to 200–400 ms. The setting is the connection's, changed (one
 # round trip) only when a connection goes from reads to a change or back.
+#
+# SQLite has no round trips to save and no connection to lose: its connections are left as
+# they are (and its requests keep their transaction).
 
 _AUTOCOMMIT = "tumorboard.autocommit"
 _READ_COMMIT = "tumorboard.read_synchronous_commit"
+_RETURNED_AT = "tumorboard.returned_at"
 
 
 @event.listens_for(Pool, "checkout")
-def _reads_in_autocommit(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-    from flask import current_app, has_request_context, request
+def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    from flask import current_app, has_app_context, has_request_context, request
 
     from tumorboard.auth.permissions import SAFE_METHODS
 
     if not isinstance(dbapi_connection, psycopg.Connection):
         return
+    config = current_app.config if has_app_context() else {}
     reading = has_request_context() and request.method in SAFE_METHODS
-    wanted = current_app.config.get("READS_SYNCHRONOUS_COMMIT", "") if reading else ""
-    if record.info.get(_READ_COMMIT, "") != wanted:
+    wanted = config.get("READS_SYNCHRONOUS_COMMIT", "") if reading else ""
+    returned_at = record.info.get(_RETURNED_AT)  # None: a connection new from the server
+    ping_after = config.get("DATABASE_PING_AFTER_SECONDS", 1)
+    ping = returned_at is not None and monotonic() - returned_at >= ping_after
+    if ping or record.info.get(_READ_COMMIT, "") != wanted:
         autocommit, dbapi_connection.autocommit = dbapi_connection.autocommit, True  # outside a transaction
-        if wanted:
-            dbapi_connection.execute("SELECT set_config('synchronous_commit', %s, false)", (wanted,))
-        else:
-            dbapi_connection.execute("RESET synchronous_commit")  # the server's (or role's) own
+        try:
+            if wanted:
+                dbapi_connection.execute("SELECT set_config('synchronous_commit', %s, false)", (wanted,))
+            else:  # the server's (or role's) own; also the test of an idle connection
+                dbapi_connection.execute("RESET synchronous_commit")
+        except psycopg.OperationalError as exc:  # cut: the pool replaces them all, tries again
+            raise sa.exc.InvalidatePoolError(str(exc)) from exc
         dbapi_connection.autocommit = autocommit
         record.info[_READ_COMMIT] = wanted
     if reading and not dbapi_connection.autocommit:
@@ -201,6 +220,9 @@ def _reads_in_autocommit(dbapi_connection: Any, record: Any, _proxy: Any) -> Non
 
 
 @event.listens_for(Pool, "checkin")
-def _transactional_again(dbapi_connection: Any, record: Any) -> None:
-    if record.info.pop(_AUTOCOMMIT, False) and dbapi_connection is not None:
+def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+    if dbapi_connection is None:  # invalidated
+        return
+    if record.info.pop(_AUTOCOMMIT, False):
         dbapi_connection.autocommit = False  # rolled back (a no-op outside a transaction) first
+    record.info[_RETURNED_AT] = monotonic()
