@@ -15,10 +15,10 @@ T = TypeVar("T")
 def when_idle(work: Callable[[], T]) -> T:
     """`work()`, in a thread of its own under Linux's SCHED_IDLE policy: it runs on CPU time no
     other process wants, and a web worker that wakes takes the core from it at once (a nice
-    value only lowers its share: the scheduler's own nice 10 still took a third of a core from
-    the web during a pass, bench/README.md). Threads it starts inherit the policy. The thread
-    ends with the work, since an unprivileged thread cannot leave SCHED_IDLE. Where the policy
-    is missing or refused, the work runs at the caller's priority."""
+    value only lowers its share of a contended core, and a waking worker may wait for the
+    scheduler's granularity first). Threads it starts inherit the policy. The thread ends with
+    the work, since an unprivileged thread cannot leave SCHED_IDLE. Where the policy is missing
+    or refused, the work runs at the caller's priority."""
 
     def run() -> T:
         try:
