@@ -335,5 +335,7 @@ def test_a_large_plan_is_written_in_batches_with_a_pause_after_each(app, frozen_
     assert {c.case_id for c in result.changes} == {c.id for c in cases}
     assert all(c.status == "scheduled" for c in cases)
     used = {c.after for c in result.changes}
-    assert pauses == [1.0] * (len(used) - 1)  # one batch per meeting, each followed by half its time
+    # one batch per meeting, each followed by half its time (but the last); then the cases'
+    # notes, one case per batch, likewise
+    assert pauses == [1.0] * (len(used) - 1) + [1.0] * (len(cases) - 1)
     assert used <= {m.id for m in meetings}

@@ -7,11 +7,11 @@ A case's deadline (a date) is the end of that day in the hospital's time zone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from time import perf_counter, sleep
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -36,6 +36,7 @@ from tumorboard.planning.models import PlanningRequest
 from tumorboard.scheduling import parse_problem, solve
 
 OPEN_STATUSES = ("ready", "scheduled")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -263,51 +264,63 @@ def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
 
 def _apply_in_batches(changes: list[Change], meetings: dict[int, Meeting],
                       refused: dict[int, str]) -> list[int]:
-    """`apply_changes` batch by batch (`PLANNER_APPLY_BATCH` changes), pausing after each for
-    `PLANNER_APPLY_PAUSE` times as long as it took (the invitations of its meetings synced with
-    it, not all at the commit): the database's share of a large pass comes
-    in short bursts the web requests can get between (PostgreSQL does not run the pass's queries
-    at the scheduler's lower priority). Fills `refused`; returns the cases taken off meetings."""
-    size = current_app.config.get("PLANNER_APPLY_BATCH", 500)
-    pause = current_app.config.get("PLANNER_APPLY_PAUSE", 0.0)
+    """`apply_changes` batch by batch (`PLANNER_APPLY_BATCH` changes, `_paced`), the invitations
+    of a batch's meetings synced with it, not all at the commit. Fills `refused`; returns the
+    cases taken off meetings."""
     removed: list[int] = []
-    cut = batches(changes, size)
-    for batch in cut:
-        started = perf_counter()
+
+    def apply(batch: list[Change]) -> None:
         applied = apply_changes(batch, meetings)
         refused.update(applied.refused)
-        removed += applied.removed
+        removed.extend(applied.removed)
         # a batch holds every change of its meetings (`batches`): their invitations are final
         sync_touched(db.session())
-        if pause and batch is not cut[-1]:
-            sleep((perf_counter() - started) * pause)
+
+    _paced(batches(changes, current_app.config.get("PLANNER_APPLY_BATCH", 500)), apply)
     return removed
 
 
+def _paced(chunks: Sequence[T], work: Callable[[T], object]) -> None:
+    """`work(chunk)` for each chunk, pausing after each but the last for `PLANNER_APPLY_PAUSE`
+    times as long as it took: the database's share of a large pass comes in short bursts the
+    web requests can get between (PostgreSQL does not run the pass's queries at the scheduler's
+    lower priority)."""
+    pause = current_app.config.get("PLANNER_APPLY_PAUSE", 0.0)
+    for i, chunk in enumerate(chunks):
+        started = perf_counter()
+        work(chunk)
+        if pause and i < len(chunks) - 1:
+            sleep((perf_counter() - started) * pause)
+
+
 def _write_notes(snapshot: Snapshot, plan: dict[str, Any]) -> None:
-    """Each case's schedule note and urgent slot request, written where they changed (one
-    executemany UPDATE); a case somebody is changing right now gets its note on the next pass."""
+    """Each case's schedule note and urgent slot request, written where they changed (an
+    executemany UPDATE per `PLANNER_APPLY_BATCH` cases, `_paced`: after a first pass that is
+    every case); a case somebody is changing right now gets its note on the next pass."""
     urgent = {r["case"]: datetime.fromisoformat(r["latest_start"]) for r in plan["urgent_slot_requests"]}
     notes = {a["case"]: f"On {_describe(snapshot.meetings[a['meeting']])}." for a in plan["assignments"]}
     notes.update({u["case"]: f"Not placed: {u['reason']}." for u in plan["unassigned"]})
     wanted = {case.id: (notes[key], urgent.get(key)) for key, case in snapshot.cases.items()}
     due = [case.id for case in snapshot.cases.values()
            if (case.schedule_note, case.urgent_slot_latest_start) != wanted[case.id]]
-    if not due:
-        return
     table = Case.__table__
-    held = db.session.execute(
-        sa.select(table.c.id, table.c.schedule_note, table.c.urgent_slot_latest_start)
-        .where(id_in(table.c.id, due)).with_for_update(skip_locked=True))
     now = now_utc()
-    rows = [{"b_id": case_id, "b_note": wanted[case_id][0], "b_urgent": wanted[case_id][1], "b_now": now}
-            for case_id, note, latest in held if (note, latest) != wanted[case_id]]
-    if rows:
-        db.session.execute(sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
-            schedule_note=sa.bindparam("b_note"), urgent_slot_latest_start=sa.bindparam("b_urgent"),
-            updated_at=sa.bindparam("b_now")), rows)
-        expire_held(Case, [row["b_id"] for row in rows],
-                    ["schedule_note", "urgent_slot_latest_start", "updated_at"])
+
+    def write(ids: list[int]) -> None:
+        held = db.session.execute(
+            sa.select(table.c.id, table.c.schedule_note, table.c.urgent_slot_latest_start)
+            .where(id_in(table.c.id, ids)).with_for_update(skip_locked=True))
+        rows = [{"b_id": case_id, "b_note": wanted[case_id][0], "b_urgent": wanted[case_id][1], "b_now": now}
+                for case_id, note, latest in held if (note, latest) != wanted[case_id]]
+        if rows:
+            db.session.execute(sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
+                schedule_note=sa.bindparam("b_note"), urgent_slot_latest_start=sa.bindparam("b_urgent"),
+                updated_at=sa.bindparam("b_now")), rows)
+            expire_held(Case, [row["b_id"] for row in rows],
+                        ["schedule_note", "urgent_slot_latest_start", "updated_at"])
+
+    size = current_app.config.get("PLANNER_APPLY_BATCH", 500)
+    _paced([due[i:i + size] for i in range(0, len(due), size)], write)
 
 
 def _describe(meeting: Meeting) -> str:
