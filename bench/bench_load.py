@@ -454,14 +454,21 @@ def measured(meter: CpuMeter, work: Callable[[], list[Sample]],
              watched: subprocess.Popen[Any] | None = None) -> tuple[list[Sample], str]:
     """Run `work` (a phase of the load); its samples and the CPU each process group spent."""
     thread = meter.start(watched)
-    started = time.perf_counter()
+    started, stolen = time.perf_counter(), _steal()
     samples = work()
-    wall = time.perf_counter() - started
+    wall, stolen = time.perf_counter() - started, _steal() - stolen
     totals = meter.stop(thread)
     web = (totals.get("gunicorn", 0) + totals.get("pg: web", 0)) / max(1, len(samples)) * 1000
     return samples, (f"  CPU in {wall:.1f} s: " + ", ".join(
         f"{group} {cpu:.1f} s" for group, cpu in sorted(totals.items()))
-        + f"; {sum(totals.values()) / wall:.2f} cores; web {web:.2f} ms per request")
+        + f"; {sum(totals.values()) / wall:.2f} cores; web {web:.2f} ms per request; "
+        f"stolen by the hypervisor {stolen:.1f} s")
+
+
+def _steal() -> float:
+    """CPU seconds this virtual machine's cores were ready to run but the host ran something
+    else (the `steal` column of /proc/stat, all cores)."""
+    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / _TICK
 
 
 # --- main -------------------------------------------------------------------------------------
