@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import http.client
 import os
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -300,17 +302,22 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
     return samples
 
 
-def drive(port: int, workload: Workload, rate: float, duration: float, sessions: int,
-          until: subprocess.Popen[Any] | None = None, max_duration: float = 900) -> list[Sample]:
-    """Send requests at `rate` per second for `duration` s (and, with `until`, on until that
-    process ends, at most `max_duration`) from one asyncio loop, open loop: each request is sent
-    when due, on its own connection, whatever the server is still working on; the samples."""
+def sign_in(port: int, sessions: int) -> list[str]:
+    """The cookies of `sessions` signed-in sessions (argon2: done once, before any clock starts)."""
     cookies = []
-    for _ in range(sessions):  # signed in before the clock starts (argon2): not measured
+    for _ in range(sessions):
         client = Client(port)
         client.sign_in("coordinator@bench.example.org")
         cookies.append(client.cookie)
         client.close()
+    return cookies
+
+
+def drive(port: int, workload: Workload, rate: float, duration: float, cookies: list[str],
+          until: subprocess.Popen[Any] | None = None, max_duration: float = 900) -> list[Sample]:
+    """Send requests at `rate` per second for `duration` s (and, with `until`, on until that
+    process ends, at most `max_duration`) from one event loop, open loop: each request is sent
+    when due, on its own connection, whatever the server is still working on; the samples."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # libuv: ~0.2 ms less CPU per request
         return runner.run(_drive(port, workload, cookies, rate, duration, until, max_duration))
 
@@ -450,6 +457,46 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+class PassActivity:
+    """What the pass's PostgreSQL backend is doing, sampled every 0.1 s (`--timeline`): its state
+    and the start of its query, to tell which part of a pass a slow second of the web falls in."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url, pool_size=1, connect_args={"application_name": "bench-meter"})
+        self.seen: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        query = sa.text("SELECT state, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) "
+                        "FROM pg_stat_activity WHERE application_name = 'bench-pass'")
+        with self.engine.connect() as conn:
+            while not self._stop.wait(0.1):
+                row = conn.execute(query).first()
+                conn.rollback()
+                what = "no backend" if row is None else row[0] if row[0] != "active" else f"active: {row[1]}"
+                self.seen.append((time.perf_counter() - started, what))
+
+    def __enter__(self) -> PassActivity:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.engine.dispose()
+
+    def report(self, samples: list[Sample]) -> None:
+        """Per second: the web's p99 and what the pass's backend did most (in tenths of it)."""
+        print("  per second: p99 ms, what the pass's backend did (tenths of the second)")
+        for second in range(int(max(s.due for s in samples)) + 1):
+            latencies = [s.latency * 1000 for s in samples if second <= s.due < second + 1]
+            doing = Counter(what for at, what in self.seen if second <= at < second + 1)
+            print(f"  {second:4d} s {percentile(latencies, 99) if latencies else 0:7.1f}  "
+                  + ", ".join(f"{what} ×{n}" for what, n in doing.most_common(2)))
+
+
 def measured(meter: CpuMeter, work: Callable[[], list[Sample]],
              watched: subprocess.Popen[Any] | None = None) -> tuple[list[Sample], str]:
     """Run `work` (a phase of the load); its samples and the CPU each process group spent."""
@@ -505,6 +552,8 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--skip-pass", action="store_true", help="measure idle only")
     parser.add_argument("--pass-nice", type=int, default=10, help="niceness of the pass (the scheduler's)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="during the pass, print each second's p99 beside what the pass's backend ran")
     parser.add_argument("--warmup", type=float, default=20,
                         help="seconds at a quarter of the rate first, not measured")
     args = parser.parse_args()
@@ -531,9 +580,10 @@ def main() -> None:
             server = start_gunicorn(url, args.port, args.workers)
             # a new worker spends its first requests compiling templates and SQL: warm every
             # worker up (not measured), as a server that has been running for a while is
-            drive(args.port, workload, args.rate / 4, args.warmup, args.sessions)
+            cookies = sign_in(args.port, args.sessions)
+            drive(args.port, workload, args.rate / 4, args.warmup, cookies)
             samples, cpu = measured(CpuMeter(url, server.pid), lambda: drive(
-                args.port, workload, args.rate, args.duration, args.sessions))
+                args.port, workload, args.rate, args.duration, cookies))
             report("idle", samples, len(samples) / args.rate, timeline=5)
             print(cpu)
             if args.skip_pass:
@@ -555,14 +605,18 @@ def main() -> None:
 
             waiter = threading.Thread(target=wait_pass)
             waiter.start()
-            samples, cpu = measured(CpuMeter(url, server.pid), lambda: drive(
-                args.port, workload, args.rate, args.duration, args.sessions, until=assign), watched=assign)
+            with PassActivity(url) if args.timeline else contextlib.nullcontext() as activity:
+                samples, cpu = measured(CpuMeter(url, server.pid), lambda: drive(
+                    args.port, workload, args.rate, args.duration, cookies, until=assign),
+                    watched=assign)
             waiter.join()
             log.seek(0)
             out = err = log.read()
             log.close()
             report("during an assignment pass over every case", samples, len(samples) / args.rate, timeline=5)
             print(cpu)
+            if activity is not None:
+                activity.report(samples)
             print(f"\nassignment pass: {timer['pass']:.1f} s wall (import + build + solve + apply + commit), "
                   f"exit {assign.returncode}; {out.strip().splitlines()[-1] if out.strip() else err[-500:]}")
             with app.app_context():
@@ -573,7 +627,7 @@ def main() -> None:
                 db.engine.dispose()
             # the steady state: every agenda full, every case page with its meeting
             samples, cpu = measured(CpuMeter(url, server.pid), lambda: drive(
-                args.port, workload, args.rate, args.duration, args.sessions))
+                args.port, workload, args.rate, args.duration, cookies))
             report("after the pass (agendas full)", samples, len(samples) / args.rate, timeline=5)
             print(cpu)
         finally:
