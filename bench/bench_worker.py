@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from bench_load import Client, Workload, _children, _stat, reference_speed, seed, start_gunicorn  # noqa: E402
+from bench_load import Workload, _children, _stat, reference_speed, seed, sign_in, start_gunicorn  # noqa: E402
 
 from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
@@ -68,9 +68,7 @@ def main() -> None:
             db.engine.dispose()
         server = start_gunicorn(url, args.port, 1)
         try:
-            client = Client(args.port)
-            client.sign_in("coordinator@bench.example.org")
-            client.close()
+            cookie = sign_in(args.port, 1)[0]
             worker = _children(server.pid)[0]
             print(f"{reference_speed()}\n{'page':<8} {'worker CPU ms/request':>22} {'wall ms/request':>16}")
             for kind in ("queue", "case", "agenda", "feed", "health"):
@@ -82,10 +80,10 @@ def main() -> None:
                     elif drawn == kind:
                         paths.append(path)
                 for path in paths[:100]:  # warm-up: templates, compiled SQL, prepared statements
-                    get(args.port, path, client.cookie)
+                    get(args.port, path, cookie)
                 cpu, started = _stat(worker)[1], time.perf_counter()  # type: ignore[index]
                 for path in paths[100:]:
-                    get(args.port, path, client.cookie)
+                    get(args.port, path, cookie)
                 cpu = _stat(worker)[1] - cpu  # type: ignore[index]
                 wall = time.perf_counter() - started
                 print(f"{kind:<8} {cpu / args.requests * 1000:>22.2f} {wall / args.requests * 1000:>16.2f}")

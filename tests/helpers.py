@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 from flask.testing import FlaskClient
+from werkzeug.routing import Rule
+from werkzeug.routing.converters import AnyConverter, IntegerConverter, UUIDConverter
 from werkzeug.test import TestResponse
 
 from tests.factories import PASSWORD
@@ -48,3 +51,21 @@ def recorded(action: str, *args: Any, **kwargs: Any) -> Any:
     from tumorboard.extensions import db
 
     return db.session.get(AuditEvent, record(action, *args, **kwargs))
+
+
+def dummy_url(rule: Rule) -> str:
+    """`rule`'s URL with a dummy value for each parameter: 1 for ids (the first row of a fresh
+    database), a fixed UUID, the first choice of an `any(...)`, else "x"."""
+    values: dict[str, Any] = {}
+    for name, converter in rule._converters.items():
+        if isinstance(converter, IntegerConverter):
+            values[name] = 1
+        elif isinstance(converter, UUIDConverter):
+            values[name] = uuid.UUID(int=1)
+        elif isinstance(converter, AnyConverter):
+            values[name] = sorted(converter.items)[0]
+        else:
+            values[name] = "x"
+    built = rule.build(values, append_unknown=False)
+    assert built is not None, rule.rule
+    return built[1]

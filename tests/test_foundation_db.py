@@ -144,6 +144,11 @@ def test_a_transaction_that_wrote_is_left_to_roll_back(pg_app) -> None:
         assert ends[-1] == "rollback" and db.session.get(type(user), user.id).name != "Pending"
 
 
+def _direct(app, **kwargs) -> psycopg.Connection:
+    """A psycopg connection of its own to the app's database (outside its pool)."""
+    return psycopg.connect(app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", ""), **kwargs)
+
+
 def _statement_states(app) -> list[tuple[str, str, int, str]]:
     """(HTTP method, psycopg's transaction status, backend pid, synchronous_commit) after every
     statement a request of the app runs from now on: 'IDLE' after a statement in autocommit,
@@ -186,7 +191,7 @@ def test_a_page_read_runs_in_autocommit_and_its_audit_row_is_committed_before_th
 
     def audit_visible_elsewhere(conn, _cursor, statement, *_):  # read from another connection
         if statement.startswith("INSERT INTO audit_events"):
-            with psycopg.connect(pg_app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", "")) as other:
+            with _direct(pg_app) as other:
                 seen_during.append(other.execute(
                     "SELECT count(*) FROM audit_events WHERE object_type = 'case' AND object_id = %s",
                     (str(case_id),)).fetchone()[0])
@@ -231,8 +236,7 @@ def test_after_a_read_the_same_pooled_connection_writes_in_a_transaction_again(s
 def test_every_page_reads_in_autocommit_without_a_server_error(pg_app) -> None:
     """Every GET route, with the ids of a demo database, as a user holding every role: the
     tests' other requests run inside a test transaction, so this is where autocommit meets them all."""
-    from tests.helpers import login
-    from tests.test_security_permissions import _dummy_values
+    from tests.helpers import dummy_url, login
     from tumorboard.demo import seed_demo
     from tumorboard.vocab import ROLES
 
@@ -246,7 +250,7 @@ def test_every_page_reads_in_autocommit_without_a_server_error(pg_app) -> None:
     answered = {}
     for rule in pg_app.url_map.iter_rules():
         if "GET" in (rule.methods or ()) and rule.endpoint not in {"static", "auth.logout"}:
-            url = rule.build(_dummy_values(rule), append_unknown=False)[1]
+            url = dummy_url(rule)
             answered[url] = client.get(url).status_code  # a 500 would raise here (TESTING)
     assert len(answered) > 40 and all(status < 500 for status in answered.values()), answered
     assert sum(status == 200 for status in answered.values()) > 30
@@ -264,8 +268,7 @@ def test_reads_can_keep_the_servers_synchronous_commit(pg_app, monkeypatch) -> N
 
 def _terminate_pooled_backends(app) -> int:
     """Kill the backends of the app's idle pooled connections, as a restarted server would."""
-    url = app.config["SQLALCHEMY_DATABASE_URI"].replace("+psycopg", "")
-    with psycopg.connect(url, autocommit=True) as admin:
+    with _direct(app, autocommit=True) as admin:
         return len(admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid() AND backend_type = 'client backend'").fetchall())

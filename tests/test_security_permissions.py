@@ -9,41 +9,18 @@ view ran before the permission check: that fails too.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.routing import Rule
-from werkzeug.routing.converters import AnyConverter, IntegerConverter, UUIDConverter
 
 from tests.factories import make_user
-from tests.helpers import login
+from tests.helpers import dummy_url, login
 from tumorboard.auth.permissions import PERMISSIONS, SAFE_METHODS, enforce_permissions
 from tumorboard.vocab import ROLES
 
 _TOKEN = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
-
-
-def _dummy_values(rule: Rule) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, converter in rule._converters.items():
-        if isinstance(converter, IntegerConverter):
-            values[name] = 1
-        elif isinstance(converter, UUIDConverter):
-            values[name] = uuid.UUID(int=1)
-        elif isinstance(converter, AnyConverter):
-            values[name] = sorted(converter.items)[0]
-        else:
-            values[name] = "x"
-    return values
-
-
-def _url(rule: Rule) -> str:
-    built = rule.build(_dummy_values(rule), append_unknown=False)
-    assert built is not None, rule.rule
-    return built[1]
 
 
 def _cases(app: Flask) -> list[tuple[str, str, str]]:
@@ -54,7 +31,7 @@ def _cases(app: Flask) -> list[tuple[str, str, str]]:
         if allow is not None and allow.public:
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            cases.append((rule.endpoint, method, _url(rule)))
+            cases.append((rule.endpoint, method, dummy_url(rule)))
     return cases
 
 
