@@ -30,6 +30,7 @@ from tumorboard.planning.services import (
     apply_plan,
     build_problem,
     diff,
+    planned_notes,
     run_pass,
     solve_snapshot,
 )
@@ -85,7 +86,7 @@ def apply_one_by_one(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
             attempt(c.case_id, lambda c=c: assign(db.session.get(Case, c.case_id), meetings[c.after],
                                                   source="engine"))
     result.changes = [c for c in fresh if c.case_id not in result.refused]
-    _write_notes(snapshot, plan)
+    _write_notes(snapshot, planned_notes(snapshot, plan))
     db.session.flush()
     return result
 
@@ -322,8 +323,10 @@ def test_a_large_plan_is_written_in_batches_with_a_pause_after_each(app, frozen_
     from tumorboard.planning import services
 
     boards = [make_board(sites=("breast",), specialties=()) for _ in range(3)]
-    meetings = [make_calendar_meeting(b, start=TUESDAY + timedelta(hours=i)) for i, b in enumerate(boards)]
-    cases = [ready() for _ in range(6)]
+    meetings = [make_calendar_meeting(b, start=TUESDAY + timedelta(hours=i), capacity_minutes=2 * 15)
+                for i, b in enumerate(boards)]
+    cases = [ready(minutes=15) for _ in range(6)]
+    nowhere = [ready(site="lung") for _ in range(3)]  # no board discusses lung: only a note to write
     pauses: list[float] = []
     monkeypatch.setattr(services, "sleep", pauses.append)
     monkeypatch.setattr(services, "perf_counter", iter(range(0, 100, 2)).__next__)  # each batch "takes" 2 s
@@ -333,9 +336,11 @@ def test_a_large_plan_is_written_in_batches_with_a_pause_after_each(app, frozen_
     plan = solve_snapshot(snapshot)
     result = apply_plan(snapshot, plan)
     assert {c.case_id for c in result.changes} == {c.id for c in cases}
-    assert all(c.status == "scheduled" for c in cases)
+    assert all(c.status == "scheduled" and c.schedule_note.startswith("On ") for c in cases)
+    assert all(c.status == "ready" and c.schedule_note.startswith("Not placed") for c in nowhere)
     used = {c.after for c in result.changes}
-    # one batch per meeting, each followed by half its time (but the last); then the cases'
-    # notes, one case per batch, likewise
-    assert pauses == [1.0] * (len(used) - 1) + [1.0] * (len(cases) - 1)
+    assert len(used) == 3
+    # one batch per meeting (its cases' notes written with their status), each followed by half
+    # its time (but the last); then the notes left, one case per batch, likewise
+    assert pauses == [1.0] * (len(used) - 1) + [1.0] * (len(nowhere) - 1)
     assert used <= {m.id for m in meetings}

@@ -12,6 +12,7 @@ from flask import Flask
 
 from tests.factories import ready_cases_and_two_meetings
 from tumorboard.audit.models import AuditEvent
+from tumorboard.db import vacuum_analyze
 from tumorboard.extensions import db
 from tumorboard.jobs.tasks import JOBS, after_commit, run_job
 
@@ -80,3 +81,31 @@ def test_work_after_commit_never_runs_when_the_job_rolls_back(app: Flask) -> Non
         run_job(app, "materialise", job)
     assert run_job(app, "materialise", lambda: "next") == "next"  # a later job in the process
     assert ran == []
+
+
+@pytest.mark.postgres
+def test_the_vacuum_after_a_pass_runs_at_autovacuums_pace_and_leaves_the_connection_as_it_was(
+    pg_app: Flask,
+) -> None:
+    """At full speed the vacuum is one burst the web's requests wait out; autovacuum's cost delay
+    (the server's setting, 2 ms by default) makes it naps between a few hundred pages each."""
+    show = "SELECT current_setting('vacuum_cost_delay'), current_setting('vacuum_cost_limit')"
+    engine = sa.create_engine(pg_app.config["SQLALCHEMY_DATABASE_URI"], pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            server = conn.execute(sa.text("SELECT current_setting('autovacuum_vacuum_cost_delay'), "
+                                          "current_setting('vacuum_cost_limit')")).one()
+            before = conn.execute(sa.text(show)).one()
+        during: list[tuple[str, str]] = []
+
+        def seen(conn, cursor, statement, *_args) -> None:
+            if statement.startswith("VACUUM"):
+                during.append(cursor.connection.execute(show).fetchone())
+
+        sa.event.listen(engine, "before_cursor_execute", seen)
+        assert vacuum_analyze(engine, PASS_TABLES)
+        assert during == [tuple(server)] and server[0] != "0"  # throttled, as autovacuum is
+        with engine.connect() as conn:  # the pool's one connection is back to the server's settings
+            assert tuple(conn.execute(sa.text(show)).one()) == tuple(before) == ("0", server[1])
+    finally:
+        engine.dispose()

@@ -64,15 +64,33 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+#: a manual VACUUM at autovacuum's pace, as the server is tuned (-1: autovacuum's own fallback)
+_AUTOVACUUM_PACE = sa.text(
+    "SELECT set_config('vacuum_cost_delay', current_setting('autovacuum_vacuum_cost_delay'), false) "
+    "WHERE current_setting('autovacuum_vacuum_cost_delay') NOT IN ('-1', '-1ms') "
+    "UNION ALL "
+    "SELECT set_config('vacuum_cost_limit', current_setting('autovacuum_vacuum_cost_limit'), false) "
+    "WHERE current_setting('autovacuum_vacuum_cost_limit') <> '-1'")
+
+
 def vacuum_analyze(engine: Engine, tables: Iterable[str]) -> bool:
     """`VACUUM (ANALYZE)` these tables on PostgreSQL (outside any transaction, as it must run);
     False, and nothing done, on other databases. After a large write every query over the
     tables checks the dead version of each changed row until a vacuum has run, and the planner's
-    statistics no longer match: autovacuum may take minutes to come, or be off."""
+    statistics no longer match: autovacuum may take minutes to come, or be off.
+
+    It runs at autovacuum's pace (its cost delay: a nap every few hundred pages), not at full
+    speed: the web's requests get the CPU between its bursts rather than waiting out one burst of
+    a second or more."""
     if engine.dialect.name != "postgresql":
         return False
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(f"VACUUM (ANALYZE) {', '.join(tables)}"))
+        conn.execute(_AUTOVACUUM_PACE)
+        try:
+            conn.execute(sa.text(f"VACUUM (ANALYZE) {', '.join(tables)}"))
+        finally:  # the connection goes back to the pool with the server's settings
+            conn.execute(sa.text("RESET vacuum_cost_delay"))
+            conn.execute(sa.text("RESET vacuum_cost_limit"))
     return True
 
 

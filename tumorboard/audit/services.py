@@ -29,11 +29,11 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from flask import has_request_context, request
 from flask_login import current_user
-from sqlalchemy.orm.attributes import set_committed_value
 
 from tumorboard.audit.models import AuditEvent
 from tumorboard.db import now_utc
 from tumorboard.extensions import db
+from tumorboard.rows import update_rows
 
 GENESIS = "0" * 64
 
@@ -169,17 +169,8 @@ def seal_pending(limit: int = SEAL_BATCH) -> int:
         seq += 1
         event = SimpleNamespace(**{**row._asdict(), "seq": seq, "prev_hash": prev})
         prev = _hash(event)
-        sealed.append({"b_id": row.id, "b_seq": seq, "b_prev": event.prev_hash, "b_hash": prev})
-    db.session.execute(
-        sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
-            seq=sa.bindparam("b_seq"), prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash")),
-        sealed)
-    mapper = sa.inspect(AuditEvent)
-    for values in sealed:  # objects this session holds: as written, not stale
-        held = db.session.identity_map.get(mapper.identity_key_from_primary_key((values["b_id"],)))
-        if held is not None:
-            for name, key in (("seq", "b_seq"), ("prev_hash", "b_prev"), ("hash", "b_hash")):
-                set_committed_value(held, name, values[key])
+        sealed.append({"id": row.id, "seq": seq, "prev_hash": event.prev_hash, "hash": prev})
+    update_rows(AuditEvent, sealed)
     return len(sealed)
 
 

@@ -47,11 +47,11 @@ from tumorboard.calendar.imip import header_text, imip_bytes
 from tumorboard.calendar.models import Invitation
 from tumorboard.calendar.tokens import make_rsvp_token
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty
-from tumorboard.cases.services import id_in
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.notifications.services import Draft, enqueue_many, new_message_id, sender_address
+from tumorboard.rows import id_in, update_rows
 from tumorboard.vocab import PARTSTATS
 
 ORGANIZER_NAME = "tumorboard"
@@ -469,15 +469,8 @@ def _write_invitations(invitations: Iterable[Invitation]) -> None:
             changed.append(inv)
     table = Invitation.__table__
     with db.session.no_autoflush:
-        if changed:
-            db.session.execute(
-                sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
-                    {name: sa.bindparam(f"b_{name}", type_=table.c[name].type) for name in _SYNCED_COLUMNS}),
-                [{"b_id": inv.id, **{f"b_{name}": getattr(inv, name) for name in _SYNCED_COLUMNS}}
-                 for inv in changed])
-            for inv in changed:  # as written: not dirty
-                for name in _SYNCED_COLUMNS:
-                    attributes.set_committed_value(inv, name, getattr(inv, name))
+        update_rows(Invitation, [{"id": inv.id, **{name: getattr(inv, name) for name in _SYNCED_COLUMNS}}
+                                 for inv in changed])  # as written: no longer dirty
         if new:
             now = now_utc()
             rows = [{"meeting_id": inv.meeting_id, "user_id": inv.user_id, "created_at": now,

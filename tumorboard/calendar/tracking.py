@@ -17,8 +17,8 @@ from sqlalchemy.orm import attributes
 
 from tumorboard.boards.models import Meeting
 from tumorboard.cases.models import Assignment
-from tumorboard.cases.services import id_in
 from tumorboard.db import now_utc
+from tumorboard.rows import id_in
 
 TRACKED_FIELDS = ("start_at", "end_at", "location", "status", "sequence")
 _KEY = "tumorboard.meetings_to_sync"

@@ -24,10 +24,11 @@ from tumorboard.boards.models import BoardSite, Meeting
 from tumorboard.calendar.tracking import mark_meetings_touched
 from tumorboard.cases.assignments import _check_open  # the rules' own refusals
 from tumorboard.cases.models import Assignment, Case
-from tumorboard.cases.services import change_status_many, expire_held, id_in
+from tumorboard.cases.services import change_status_many
 from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
+from tumorboard.rows import expire_held, id_in, update_rows
 
 if TYPE_CHECKING:
     from tumorboard.planning.services import Change
@@ -92,18 +93,19 @@ def batches(changes: Sequence[Change], size: int) -> list[list[Change]]:
     return [sorted(batch, key=lambda change: order[change.case_id]) for batch in cut if batch]
 
 
-def apply_changes(changes: Sequence[Change], meetings: Mapping[int, Meeting],
-                  now: datetime | None = None) -> Applied:
-    """Apply the engine's `changes` (locked, fresh) on `meetings` (id → Meeting, re-read under lock)."""
+def apply_changes(changes: Sequence[Change], meetings: Mapping[int, Meeting], now: datetime | None = None,
+                  *, also: Mapping[int, Mapping[str, Any]] | None = None) -> Applied:
+    """Apply the engine's `changes` (locked, fresh) on `meetings` (id → Meeting, re-read under lock);
+    `also`: case id → column values written with the case's new status (`change_status_many`)."""
     now = now or now_utc()
     db.session.flush()  # Core statements below: the session's own changes go first
     applied = Applied()
     touched: set[int] = set()
     leaving = [(c.case_id, c.before) for c in changes if c.before is not None]
-    applied.removed = _take_off(leaving, meetings, applied.refused, touched, now)
+    applied.removed = _take_off(leaving, meetings, applied.refused, touched, now, also or {})
     joining = [(c.case_id, c.after) for c in changes
                if c.after is not None and c.case_id not in applied.refused]
-    _place(joining, meetings, applied.refused, touched, now)
+    _place(joining, meetings, applied.refused, touched, now, also or {})
     mark_meetings_touched(db.session, touched)  # their invitations follow at commit
     return applied
 
@@ -111,7 +113,7 @@ def apply_changes(changes: Sequence[Change], meetings: Mapping[int, Meeting],
 # --- taking cases off ---------------------------------------------------------------------
 
 def _take_off(moves: list[tuple[int, int]], meetings: Mapping[int, Meeting], refused: dict[int, str],
-              touched: set[int], now: datetime) -> list[int]:
+              touched: set[int], now: datetime, also: Mapping[int, Mapping[str, Any]]) -> list[int]:
     """`unassign` for each (case, meeting it leaves): the assignment ends, the case is ready again."""
     active = _active_rows(case_id for case_id, _ in moves)
     rows: list[_Active] = []
@@ -126,7 +128,7 @@ def _take_off(moves: list[tuple[int, int]], meetings: Mapping[int, Meeting], ref
     if not rows:
         return []
     _end(rows)
-    change_status_many(_statuses(row.case_id for row in rows), "ready", now=now)
+    change_status_many(_statuses(row.case_id for row in rows), "ready", now=now, also=also)
     touched.update(row.meeting_id for row in rows)
     record_many(("assignment.remove", "assignment", row.id,
                  {"case_id": row.case_id, "meeting_id": row.meeting_id, "source": SOURCE}) for row in rows)
@@ -145,7 +147,7 @@ def _removal_refusal(meeting: Meeting, now: datetime) -> str | None:
 # --- placing cases ------------------------------------------------------------------------
 
 def _place(moves: list[tuple[int, int]], meetings: Mapping[int, Meeting], refused: dict[int, str],
-           touched: set[int], now: datetime) -> None:
+           touched: set[int], now: datetime, also: Mapping[int, Mapping[str, Any]]) -> None:
     """`assign` for each (case, meeting), in order: at the end of the agenda, the case scheduled."""
     if not moves:
         return
@@ -174,7 +176,8 @@ def _place(moves: list[tuple[int, int]], meetings: Mapping[int, Meeting], refuse
     if ended:  # one active assignment per case: end the old ones first
         _end(ended)
     assignment_ids = _write_assignments(placements, now)
-    change_status_many({p.case_id: cases[p.case_id].status for p in placements}, "scheduled", now=now)
+    change_status_many({p.case_id: cases[p.case_id].status for p in placements}, "scheduled", now=now,
+                       also=also)
     touched.update(p.meeting_id for p in placements)
     touched.update(row.meeting_id for row in ended)
     record_many((
@@ -217,15 +220,9 @@ def _write_assignments(placements: list[_Placement], now: datetime) -> dict[int,
         .where(id_in(_ASSIGNMENTS.c.case_id, ids),
                id_in(_ASSIGNMENTS.c.meeting_id, {p.meeting_id for p in placements})))}
     values = {"active": True, "pinned": False, "source": SOURCE}
-    reused = [{"b_id": existing[p.case_id, p.meeting_id], "b_minutes": p.minutes, "b_position": p.position}
-              for p in placements if (p.case_id, p.meeting_id) in existing]
-    if reused:
-        db.session.execute(
-            sa.update(_ASSIGNMENTS).where(_ASSIGNMENTS.c.id == sa.bindparam("b_id"))
-            .values(**values, minutes=sa.bindparam("b_minutes"), position=sa.bindparam("b_position")),
-            reused)
-        expire_held(Assignment, [row["b_id"] for row in reused],
-                    ["active", "pinned", "source", "minutes", "position"])
+    update_rows(Assignment, [
+        {"id": existing[p.case_id, p.meeting_id], "minutes": p.minutes, "position": p.position}
+        for p in placements if (p.case_id, p.meeting_id) in existing], **values)
     new = [{**values, "case_id": p.case_id, "meeting_id": p.meeting_id, "minutes": p.minutes,
             "position": p.position, "created_at": now}
            for p in placements if (p.case_id, p.meeting_id) not in existing]
@@ -297,9 +294,5 @@ def _end(rows: Sequence[_Active]) -> None:
     ended = [row.id for row in rows]
     db.session.execute(sa.update(_ASSIGNMENTS).where(id_in(columns.id, ended)).values(active=False))
     expire_held(Assignment, ended, ["active"])
-    moved = [{"b_id": row_id, "b_position": position} for row_id, position in after.items()
-             if position != before[row_id]]
-    if moved:
-        db.session.execute(sa.update(_ASSIGNMENTS).where(columns.id == sa.bindparam("b_id"))
-                           .values(position=sa.bindparam("b_position")), moved)
-        expire_held(Assignment, [row["b_id"] for row in moved], ["position"])
+    update_rows(Assignment, [{"id": row_id, "position": position} for row_id, position in after.items()
+                             if position != before[row_id]])

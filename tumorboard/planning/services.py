@@ -24,7 +24,6 @@ from tumorboard.boards.models import Board, BoardMember, Meeting
 from tumorboard.calendar.models import Invitation
 from tumorboard.calendar.tracking import sync_touched
 from tumorboard.cases.models import Assignment, Case
-from tumorboard.cases.services import expire_held, id_in
 from tumorboard.cases.signals import case_needs_scheduling
 from tumorboard.db import now_utc, vacuum_analyze
 from tumorboard.errors import DomainError
@@ -33,6 +32,7 @@ from tumorboard.jobs.idle import when_idle
 from tumorboard.notifications.models import OutboxMessage
 from tumorboard.planning.bulk import apply_changes, batches
 from tumorboard.planning.models import PlanningRequest
+from tumorboard.rows import id_in, update_rows
 from tumorboard.scheduling import parse_problem, solve
 
 OPEN_STATUSES = ("ready", "scheduled")
@@ -253,24 +253,25 @@ def apply_plan(snapshot: Snapshot, plan: dict[str, Any]) -> PassResult:
             result.skipped_stale.append(change.case_id)
         else:
             fresh.append(change)
-    removed = _apply_in_batches(fresh, {m.id: m for m in snapshot.meetings.values()}, result.refused)
+    notes = planned_notes(snapshot, plan)
+    removed = _apply_in_batches(fresh, {m.id: m for m in snapshot.meetings.values()}, result.refused, notes)
     result.changes = [c for c in fresh if c.case_id not in result.refused]
     if removed:  # what `case_needs_scheduling` asks for each case taken off: another pass
         request_pass(f"case {removed[0]} needs scheduling")
-    _write_notes(snapshot, plan)
+    _write_notes(snapshot, notes)
     db.session.flush()
     return result
 
 
-def _apply_in_batches(changes: list[Change], meetings: dict[int, Meeting],
-                      refused: dict[int, str]) -> list[int]:
+def _apply_in_batches(changes: list[Change], meetings: dict[int, Meeting], refused: dict[int, str],
+                      notes: dict[int, dict[str, Any]]) -> list[int]:
     """`apply_changes` batch by batch (`PLANNER_APPLY_BATCH` changes, `_paced`), the invitations
-    of a batch's meetings synced with it, not all at the commit. Fills `refused`; returns the
-    cases taken off meetings."""
+    of a batch's meetings synced with it, not all at the commit, and each case's `notes` written
+    with its new status. Fills `refused`; returns the cases taken off meetings."""
     removed: list[int] = []
 
     def apply(batch: list[Change]) -> None:
-        applied = apply_changes(batch, meetings)
+        applied = apply_changes(batch, meetings, also=notes)
         refused.update(applied.refused)
         removed.extend(applied.removed)
         # a batch holds every change of its meetings (`batches`): their invitations are final
@@ -293,16 +294,28 @@ def _paced(chunks: Sequence[T], work: Callable[[T], object]) -> None:
             sleep((perf_counter() - started) * pause)
 
 
-def _write_notes(snapshot: Snapshot, plan: dict[str, Any]) -> None:
-    """Each case's schedule note and urgent slot request, written where they changed (an
-    executemany UPDATE per `PLANNER_APPLY_BATCH` cases, `_paced`: after a first pass that is
-    every case); a case somebody is changing right now gets its note on the next pass."""
+def _note_of(case: Any) -> dict[str, Any]:
+    """A case's (or a row's) schedule note and urgent slot request."""
+    return {"schedule_note": case.schedule_note, "urgent_slot_latest_start": case.urgent_slot_latest_start}
+
+
+def planned_notes(snapshot: Snapshot, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """case id → its schedule note and urgent slot request as `plan` has them, for each case where
+    they differ from what it has (after a first pass: every case)."""
     urgent = {r["case"]: datetime.fromisoformat(r["latest_start"]) for r in plan["urgent_slot_requests"]}
     notes = {a["case"]: f"On {_describe(snapshot.meetings[a['meeting']])}." for a in plan["assignments"]}
     notes.update({u["case"]: f"Not placed: {u['reason']}." for u in plan["unassigned"]})
-    wanted = {case.id: (notes[key], urgent.get(key)) for key, case in snapshot.cases.items()}
+    wanted = {case.id: {"schedule_note": notes[key], "urgent_slot_latest_start": urgent.get(key)}
+              for key, case in snapshot.cases.items()}
+    return {case.id: wanted[case.id] for case in snapshot.cases.values() if _note_of(case) != wanted[case.id]}
+
+
+def _write_notes(snapshot: Snapshot, notes: dict[int, dict[str, Any]]) -> None:
+    """The `notes` not written yet with a case's new status (`apply_changes`), `PLANNER_APPLY_BATCH`
+    cases per UPDATE, `_paced`; a case somebody is changing right now gets its note on the next
+    pass."""
     due = [case.id for case in snapshot.cases.values()
-           if (case.schedule_note, case.urgent_slot_latest_start) != wanted[case.id]]
+           if case.id in notes and _note_of(case) != notes[case.id]]
     table = Case.__table__
     now = now_utc()
 
@@ -310,14 +323,8 @@ def _write_notes(snapshot: Snapshot, plan: dict[str, Any]) -> None:
         held = db.session.execute(
             sa.select(table.c.id, table.c.schedule_note, table.c.urgent_slot_latest_start)
             .where(id_in(table.c.id, ids)).with_for_update(skip_locked=True))
-        rows = [{"b_id": case_id, "b_note": wanted[case_id][0], "b_urgent": wanted[case_id][1], "b_now": now}
-                for case_id, note, latest in held if (note, latest) != wanted[case_id]]
-        if rows:
-            db.session.execute(sa.update(table).where(table.c.id == sa.bindparam("b_id")).values(
-                schedule_note=sa.bindparam("b_note"), urgent_slot_latest_start=sa.bindparam("b_urgent"),
-                updated_at=sa.bindparam("b_now")), rows)
-            expire_held(Case, [row["b_id"] for row in rows],
-                        ["schedule_note", "urgent_slot_latest_start", "updated_at"])
+        update_rows(Case, [{"id": row.id, **notes[row.id]} for row in held if _note_of(row) != notes[row.id]],
+                    updated_at=now)
 
     size = current_app.config.get("PLANNER_APPLY_BATCH", 500)
     _paced([due[i:i + size] for i in range(0, len(due), size)], write)
