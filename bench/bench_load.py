@@ -13,7 +13,8 @@ and 10,000 ready cases (10 min each), starts `gunicorn -c gunicorn.conf.py wsgi:
 production configuration and drives it with an open-loop generator (one uvloop event loop, a
 bare non-blocking socket per request, ~0.2–0.35 ms of CPU each: it shares the 2 cores it measures;
 each request is sent when it is due, on its own connection, with one of a few signed-in session
-cookies, whatever is still in flight). Latency is measured from the moment a request was
+cookies, whatever is still in flight; a session sends the cookie its last answer set, as a
+browser does). Latency is measured from the moment a request was
 *due*, so a stalled server counts against itself (no coordinated omission); a request not
 answered 5 s after it was due counts as dropped. Localhost only.
 
@@ -214,10 +215,10 @@ class _InFlight:
     task, future or transport per request: the generator shares the 2 cores it measures, so it
     is kept as cheap as it can be in Python)."""
 
-    __slots__ = ("at", "kind", "sock", "status")
+    __slots__ = ("at", "kind", "session", "sock", "status")
 
-    def __init__(self, at: float, kind: str) -> None:
-        self.at, self.kind = at, kind
+    def __init__(self, at: float, kind: str, session: int) -> None:
+        self.at, self.kind, self.session = at, kind, session
         self.sock: socket.socket | None = None
         self.status = 0
 
@@ -263,6 +264,9 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
             done(request, request.status)
         elif not request.status:
             request.status = int(data[9:12]) if data[9:12].isdigit() else 0  # "HTTP/1.1 200 OK"
+            renewed = data.find(b"\r\nSet-Cookie: ", 0, data.find(b"\r\n\r\n"))
+            if renewed != -1:  # as a browser does: the session's next requests send the new cookie
+                cookies[request.session] = data[renewed + 14:data.index(b";", renewed)].decode()
 
     sending_over = False
 
@@ -284,11 +288,11 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
         if delay > 0:
             await asyncio.sleep(delay)  # pacing the open-loop generator
         kind, path = workload.next()
-        request = _InFlight(at, kind)
+        request = _InFlight(at, kind, n % len(cookies))
         in_flight.add(request)
         sock = request.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        payload = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookies[n % len(cookies)]}"
+        payload = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookies[request.session]}"
                    "\r\nConnection: close\r\n\r\n").encode()
         if sock.connect_ex(address) not in (0, errno.EINPROGRESS):
             done(request, 0)
