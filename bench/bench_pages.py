@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the pages (CPU clock), top 45")
     parser.add_argument("--by-calls", action="store_true", help="with --profile: also the top 40 by calls")
     parser.add_argument("--database", default=SCRATCH, help="name of the scratch database")
+    parser.add_argument("--explain", action="store_true",
+                        help="EXPLAIN (ANALYZE, BUFFERS) each SELECT of one request per page (the backend)")
     parser.add_argument("--no-vacuum", action="store_true",
                         help="measure right after the pass, before its VACUUM (ANALYZE)")
     args = parser.parse_args()
@@ -111,9 +113,14 @@ def main() -> None:
         os.environ.update(SECRET_KEY="bench-only-secret", DATABASE_URL=url)  # noqa: S106 - scratch
         app = create_app("production")
         statements = [0]
+        seen: list[tuple[str, object]] = []
+
+        def count(_conn, _cursor, statement, parameters, *_rest) -> None:  # noqa: ANN001
+            statements[0] += 1
+            seen.append((statement, parameters))
+
         with app.app_context():
-            sa.event.listen(db.engine, "before_cursor_execute",
-                            lambda *a: statements.__setitem__(0, statements[0] + 1))
+            sa.event.listen(db.engine, "before_cursor_execute", count)
         client = app.test_client()
         client.environ_base["wsgi.url_scheme"] = "https"
         client.environ_base["HTTP_HOST"] = "localhost"
@@ -149,9 +156,27 @@ def main() -> None:
                 if args.by_calls:
                     stats.sort_stats("ncalls").print_stats(40)
                 print_by_package(stats, args.requests)
+            if args.explain:
+                seen.clear()
+                assert client.get(paths(kind, rng, ids)).status_code == 200
+                explain([(sql, params) for sql, params in seen if sql.lstrip().upper().startswith("SELECT")],
+                        app)
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def explain(statements: list[tuple[str, object]], app) -> None:  # noqa: ANN001 - Flask app
+    """Each statement's plan, run (EXPLAIN ANALYZE): the time and the shared buffers it took."""
+    with app.app_context(), db.engine.connect() as conn:
+        for sql, params in statements:
+            plan = [row[0] for row in conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", params)]
+            timing = " | ".join(line.strip() for line in plan
+                                if line.startswith(("Planning Time", "Execution Time")))
+            buffers = next((line.strip() for line in plan if "Buffers" in line), "")
+            print(f"    {timing} | {buffers} | {' '.join(sql.split())[:150]}")
+            for line in plan[:40]:
+                print(f"        {line}")
 
 
 if __name__ == "__main__":
