@@ -82,12 +82,14 @@ def _queue_rows(rows: list[services.QueueRow], tz: ZoneInfo) -> Markup:
     if "boards.meeting" in current_app.view_functions:
         meeting_url = url_pattern("boards.meeting", "meeting_id")
     html = []
+    meetings: dict[int | None, str] = {None: "—"}  # a meeting holds many of the page's cases: made once
     for row in rows:
-        case, meeting = row.case, "—"
-        if row.meeting_id is not None:
+        case, meeting = row.case, meetings.get(row.meeting_id)
+        if meeting is None:
             meeting = escape(f"{row.board_name}, {row.meeting_start.astimezone(tz):%a %d %b %H:%M}")
             if meeting_url:
                 meeting = f'<a href="{meeting_url(row.meeting_id)}">{meeting}</a>'
+            meetings[row.meeting_id] = meeting
         html.append(_QUEUE_ROW.format(
             url=case_url(case.id), mrn=escape(case.mrn), display_name=escape(case.display_name),
             site=escape(label(case.site)), deadline=case.deadline.isoformat(), days_left=row.days_left,
