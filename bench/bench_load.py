@@ -626,7 +626,11 @@ def main() -> None:
             with app.app_context():
                 placed = db.session.scalar(sa.text("SELECT count(*) FROM assignments WHERE active"))
                 outbox = db.session.scalar(sa.text("SELECT count(*) FROM outbox_messages"))
-                print(f"  active assignments {placed}, outbox messages {outbox}")
+                tables = db.session.execute(sa.text(
+                    "SELECT relname, n_dead_tup, vacuum_count FROM pg_stat_user_tables "
+                    "WHERE relname IN ('cases', 'assignments') ORDER BY relname")).all()
+                print(f"  active assignments {placed}, outbox messages {outbox}; "
+                      + ", ".join(f"{name}: {dead} dead rows, vacuumed {n}×" for name, dead, n in tables))
                 db.session.remove()
                 db.engine.dispose()
             # the steady state: every agenda full, every case page with its meeting

@@ -8,8 +8,8 @@ places every case with one assignment pass (so agendas and case pages are full, 
 state), signs in through the login form and times each page of bench_load.py's mix through the
 WSGI app in the production configuration (Flask's test client: no socket, no gunicorn). Reports,
 per page: CPU of this process per request (median and p90, `time.process_time`), wall per request
-and SQL statements per request. The CPU figure is the one that decides how many requests two
-cores serve.
+SQL statements per request and the CPU of the app's PostgreSQL backends per request. The CPU
+figures are the ones that decide how many requests two cores serve.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from bench_load import PASSWORD, SITES, reference_speed, seed  # noqa: E402
+from bench_load import PASSWORD, SITES, _stat, reference_speed, seed  # noqa: E402
 
 from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--database", default=SCRATCH, help="name of the scratch database")
     parser.add_argument("--explain", action="store_true",
                         help="EXPLAIN (ANALYZE, BUFFERS) each SELECT of one request per page (the backend)")
+    parser.add_argument("--no-pass", action="store_true", help="measure before any pass (empty agendas)")
     parser.add_argument("--no-vacuum", action="store_true",
                         help="measure right after the pass, before its VACUUM (ANALYZE)")
     args = parser.parse_args()
@@ -97,11 +98,15 @@ def main() -> None:
             seed(args.cases)
             from tumorboard.planning.services import run_pass, vacuum_after_pass
 
-            result = run_pass()
-            db.session.commit()
-            if not args.no_vacuum:  # as the scheduler's job does after a large pass
-                vacuum_after_pass()
-            print(f"seeded and placed: {len(result.changes)} changes")
+            if args.no_pass:
+                vacuum_after_pass()  # as bench_load.py does after seeding
+                print("seeded; no pass (agendas empty)")
+            else:
+                result = run_pass()
+                db.session.commit()
+                if not args.no_vacuum:  # as the scheduler's job does after a large pass
+                    vacuum_after_pass()
+                print(f"seeded and placed: {len(result.changes)} changes")
             from tumorboard.boards.models import Board, Meeting
 
             ids = {"cases": list(range(1, args.cases + 1)),
@@ -128,12 +133,14 @@ def main() -> None:
         rng = random.Random(3)
         kinds = args.pages.split(",")
         print(reference_speed())
-        print(f"{'page':<8} {'cpu p50 ms':>10} {'cpu p90 ms':>10} {'wall p50 ms':>11} {'SQL/req':>8}")
+        print(f"{'page':<8} {'cpu p50 ms':>10} {'cpu p90 ms':>10} {'wall p50 ms':>11} {'SQL/req':>8} "
+              f"{'backend ms':>10}")
         for kind in kinds:
             for _ in range(50):  # warm-up: templates, compiled SQL, prepared statements
                 assert client.get(paths(kind, rng, ids)).status_code == 200
             cpu, wall = [], []
             statements[0] = 0
+            backend = backends_cpu(url)
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             for _ in range(args.requests):
                 path = paths(kind, rng, ids)
@@ -147,8 +154,10 @@ def main() -> None:
                 wall.append((time.perf_counter() - w0) * 1000)
                 assert response.status_code == 200, (path, response.status_code)
             cpu.sort()
+            backend = backends_cpu(url) - backend
             print(f"{kind:<8} {statistics.median(cpu):>10.2f} {cpu[int(len(cpu) * 0.9)]:>10.2f} "
-                  f"{statistics.median(wall):>11.2f} {statements[0] / args.requests:>8.1f}")
+                  f"{statistics.median(wall):>11.2f} {statements[0] / args.requests:>8.1f} "
+                  f"{backend / args.requests * 1000:>10.2f}")
             if profiler:
                 stats = pstats.Stats(profiler)
                 stats.sort_stats("cumulative").print_stats(45)
@@ -164,6 +173,18 @@ def main() -> None:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def backends_cpu(url: str) -> float:
+    """CPU seconds so far of the app's PostgreSQL backends (every client of the scratch database
+    but the one asking; a local server: read from /proc)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        pids = [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'")]
+    return sum(stat[1] for stat in map(_stat, pids) if stat is not None)
 
 
 def explain(statements: list[tuple[str, object]], app) -> None:  # noqa: ANN001 - Flask app

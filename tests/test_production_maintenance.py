@@ -16,7 +16,7 @@ from tumorboard.db import vacuum_analyze
 from tumorboard.extensions import db
 from tumorboard.jobs.tasks import JOBS, after_commit, run_job
 
-PASS_TABLES = ("cases", "assignments", "meetings", "invitations", "outbox_messages")
+PASS_TABLES = ("cases", "assignments", "meetings", "invitations", "outbox_messages", "audit_events")
 
 
 def vacuumed(app: Flask) -> dict[str, bool]:

@@ -15,7 +15,9 @@ from tumorboard.extensions import db
 class AuditEvent(db.Model):
     __tablename__ = "audit_events"
     __table_args__ = (
-        sa.Index("ix_audit_events_object", "object_type", "object_id"),
+        #: an object's events, and of a kind: a case's status history does not visit its reads
+        #: (every page view of a case adds one: thousands over its life)
+        sa.Index("ix_audit_events_object_action", "object_type", "object_id", "action"),
         #: the sealer's work list: small (seconds of events), whatever the size of the trail
         sa.Index("ix_audit_events_pending", "id", postgresql_where=sa.text("seq IS NULL"),
                  sqlite_where=sa.text("seq IS NULL")),

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.orm import selectinload
 
+from tumorboard.audit.models import AuditEvent
 from tumorboard.audit.services import record
 from tumorboard.auth.models import User
 from tumorboard.boards.models import Board, BoardMember, Meeting
@@ -357,13 +358,17 @@ def run_pass(now: datetime | None = None, *, dry_run: bool = False) -> PassResul
     return result
 
 
-#: the tables a pass rewrites rows of (invitations and outbox mail follow its commit)
-_PASS_TABLES = (Case, Assignment, Meeting, Invitation, OutboxMessage)
+#: the tables a pass rewrites rows of (invitations and outbox mail follow its commit), and the
+#: audit trail it adds an event per change to
+_PASS_TABLES = (Case, Assignment, Meeting, Invitation, OutboxMessage, AuditEvent)
 
 
 def vacuum_after_pass() -> bool:
     """Vacuum and analyse what a large pass rewrote (run after its commit, by the job): the
-    queue, the agendas and the case pages read these rows on every request."""
+    queue, the agendas and the case pages read these rows on every request. The statistics
+    matter as much as the dead rows: a prepared statement's cached plan, made when a table was
+    small (a sequential scan of the audit trail, say), is only made again once the table is
+    analysed, and autovacuum may be minutes away, or off."""
     return vacuum_analyze(db.engine, (model.__tablename__ for model in _PASS_TABLES))
 
 
