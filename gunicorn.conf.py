@@ -24,7 +24,10 @@ graceful_timeout = 30
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "50000"))
 max_requests_jitter = max_requests // 10
 preload_app = False
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+#: gunicorn's own access log is off, as gunicorn's default: the TLS reverse proxy in front logs
+#: every request, and PHI reads are in the audit trail. A second log line per request cost ~4 % of
+#: a worker's CPU (py-spy, bench/README.md). GUNICORN_ACCESSLOG=- writes it to stdout.
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 #: trust X-Forwarded-* from the local proxy only; the app's PROXY_FIX_X_FOR decides what it uses

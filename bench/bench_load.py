@@ -537,7 +537,7 @@ def _steal() -> float:
 def start_gunicorn(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TUMORBOARD_CONFIG": "production", "SECRET_KEY": "bench-only-secret",
            "DATABASE_URL": url, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers),
-           "GUNICORN_ACCESSLOG": "/dev/null", "GUNICORN_LOGLEVEL": "warning"}
+           "GUNICORN_LOGLEVEL": "warning"}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                             cwd=ROOT, env=env)
     deadline = time.monotonic() + 60
