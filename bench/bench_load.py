@@ -67,6 +67,7 @@ SCRATCH = "tb_bench_load"
 #: a request still unsent this long after it was due is dropped (status -1, an error) so that an
 #: overloaded run ends in bounded time
 MAX_LATE = 5.0
+LAGS: list[tuple[float, float]] = []
 
 
 # --- seeding ----------------------------------------------------------------------------------
@@ -288,6 +289,15 @@ async def _drive(port: int, workload: Workload, cookies: list[str], rate: float,
             loop.call_later(0.1, sweep)
 
     sweep()
+    LAGS.clear()
+
+    def probe(expected: float) -> None:  # how late the generator's own loop runs its callbacks
+        now = clock()
+        LAGS.append((now - start, now - expected))
+        if not finished.done():
+            loop.call_later(0.005, probe, now + 0.005)
+
+    probe(clock())
     n = 0
     while True:
         at = start + n / rate
@@ -354,6 +364,10 @@ def report(label: str, samples: list[Sample], seconds: float, timeline: float = 
         if lat:
             print(f"  {kind:<8} {len(lat):>6} {statistics.median(lat):>8.1f} {percentile(lat, 99):>8.1f} "
                   f"{max(lat):>8.1f}")
+    if timeline and LAGS:
+        print(f"  generator loop lag max ms per {timeline:.0f} s:", " ".join(
+            f"{max([lag * 1000 for t, lag in LAGS if start <= t < start + timeline] or [0]):.0f}"
+            for start in range(0, int(max(s.due for s in samples)) + 1, int(timeline))))
     if timeline:
         print(f"  p99 ms per {timeline:.0f} s of the run:", " ".join(
             f"{percentile([s.latency * 1000 for s in samples if start <= s.due < start + timeline], 99):.0f}"
