@@ -135,7 +135,7 @@ def test_sequence_rises_on_every_move_and_on_cancel(app) -> None:
     with pytest.raises(DomainError):
         cancel_meeting(meeting, now=now)
     actions = db.session.scalars(sa.select(AuditEvent.action).where(
-        AuditEvent.object_type == "meeting", AuditEvent.object_id == str(meeting.id)))
+        AuditEvent.object_type == "meeting", AuditEvent.object_id == str(meeting.id)).order_by(AuditEvent.id))
     assert list(actions) == ["meeting.move", "meeting.move", "meeting.cancel"]
 
 
