@@ -3,7 +3,7 @@ invitation sync and the audit sealer write thousands of rows at once)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,23 +47,28 @@ def update_rows(model: Any, rows: Sequence[Mapping[str, Any]], **same: Any) -> N
         db.session.execute(statement, [{f"b_{name}": value for name, value in row.items()} for row in rows])
     known = {name: value for name, value in same.items() if not isinstance(value, sa.ClauseElement)}
     computed = [name for name in same if name not in known]
-    mapper = sa.inspect(model)
-    for row in rows:
-        held = db.session.identity_map.get(mapper.identity_key_from_primary_key((row["id"],)))
-        if held is not None:
-            for name in columns:
-                set_committed_value(held, name, row[name])
-            for name, value in known.items():
-                set_committed_value(held, name, value)
-            if computed:
-                db.session.expire(held, computed)
+    by_id = {row["id"]: row for row in rows}
+    for row_id, held in _held(model, by_id):
+        for name in columns:
+            set_committed_value(held, name, by_id[row_id][name])
+        for name, value in known.items():
+            set_committed_value(held, name, value)
+        if computed:
+            db.session.expire(held, computed)
 
 
 def expire_held(model: Any, ids: list[int], attributes: list[str]) -> None:
     """After a Core UPDATE of `model` rows: expire those attributes of the session's copies, so
     the next read loads what was written (rows the session does not hold are not loaded)."""
+    for _, held in _held(model, ids):
+        db.session.expire(held, attributes)
+
+
+def _held(model: Any, ids: Iterable[int]) -> Iterator[tuple[int, Any]]:
+    """(id, the session's copy) for each of these rows of `model` the session holds (none is
+    loaded; the id is not read from the copy, which may be expired)."""
     mapper = sa.inspect(model)
     for row_id in ids:
         held = db.session.identity_map.get(mapper.identity_key_from_primary_key((row_id,)))
         if held is not None:
-            db.session.expire(held, attributes)
+            yield row_id, held

@@ -97,15 +97,15 @@ def apply_changes(changes: Sequence[Change], meetings: Mapping[int, Meeting], no
                   *, also: Mapping[int, Mapping[str, Any]] | None = None) -> Applied:
     """Apply the engine's `changes` (locked, fresh) on `meetings` (id → Meeting, re-read under lock);
     `also`: case id → column values written with the case's new status (`change_status_many`)."""
-    now = now or now_utc()
+    now, also = now or now_utc(), also or {}
     db.session.flush()  # Core statements below: the session's own changes go first
     applied = Applied()
     touched: set[int] = set()
     leaving = [(c.case_id, c.before) for c in changes if c.before is not None]
-    applied.removed = _take_off(leaving, meetings, applied.refused, touched, now, also or {})
+    applied.removed = _take_off(leaving, meetings, applied.refused, touched, now, also)
     joining = [(c.case_id, c.after) for c in changes
                if c.after is not None and c.case_id not in applied.refused]
-    _place(joining, meetings, applied.refused, touched, now, also or {})
+    _place(joining, meetings, applied.refused, touched, now, also)
     mark_meetings_touched(db.session, touched)  # their invitations follow at commit
     return applied
 
