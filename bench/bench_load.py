@@ -76,7 +76,8 @@ def seed(n_cases: int, seed: int = 11) -> dict[str, Any]:
     """Bulk-insert boards, meetings and `n_cases` ready cases (in the current app context)."""
     from tumorboard.auth.services import create_user
     from tumorboard.boards.models import Board, BoardMember, BoardSite, Meeting
-    from tumorboard.cases.models import Case
+    from tumorboard.cases.models import Case, RecordItem
+    from tumorboard.cases.services import DEFAULT_RECORDS
 
     rng = random.Random(seed)
     now = datetime.now(UTC)
@@ -124,6 +125,11 @@ def seed(n_cases: int, seed: int = 11) -> dict[str, Any]:
                       "ready_at": now - timedelta(days=rng.uniform(2.5, 10)),
                       "created_at": now - timedelta(days=20), "updated_at": now})
     db.session.execute(sa.insert(Case), cases)
+    # each case's records checklist, as registration makes it, every item received (ready cases)
+    db.session.execute(sa.insert(RecordItem), [
+        {"case_id": case["id"], "kind": kind, "label": label, "required": True,
+         "requested_at": case["created_at"], "received_at": case["ready_at"]}
+        for case in cases for kind, label in DEFAULT_RECORDS])
     # the audit trail of weeks in service (each case registered, made ready, read ten times), so
     # that the planner's statistics, and the plans the web caches, are those of a trail in use
     db.session.execute(sa.text(

@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--database", default=SCRATCH, help="name of the scratch database")
     parser.add_argument("--explain", action="store_true",
                         help="EXPLAIN (ANALYZE, BUFFERS) each SELECT of one request per page (the backend)")
+    parser.add_argument("--plans", action="store_true",
+                        help="the statements the app's connection has prepared: generic or custom plans")
     parser.add_argument("--no-pass", action="store_true", help="measure before any pass (empty agendas)")
     parser.add_argument("--no-vacuum", action="store_true",
                         help="measure right after the pass, before its VACUUM (ANALYZE)")
@@ -170,9 +172,23 @@ def main() -> None:
                 assert client.get(paths(kind, rng, ids)).status_code == 200
                 explain([(sql, params) for sql, params in seen if sql.lstrip().upper().startswith("SELECT")],
                         app)
+        if args.plans:
+            prepared_plans(app)
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+
+
+def prepared_plans(app) -> None:  # noqa: ANN001 - Flask app
+    """What PostgreSQL planned for the statements psycopg prepared on the app's connection (the
+    one the requests, one at a time, used): a custom plan is made again at every execution."""
+    with app.app_context(), db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT generic_plans, custom_plans, statement FROM pg_prepared_statements "
+            "ORDER BY custom_plans DESC").all()
+    print(f"{'generic':>8} {'custom':>8}  statement prepared on the app's connection")
+    for generic, custom, statement in rows:
+        print(f"{generic:>8} {custom:>8}  {' '.join(statement.split())[:110]}")
 
 
 def backends_cpu(url: str) -> float:

@@ -96,6 +96,18 @@ def vacuum_analyze(engine: Engine, tables: Iterable[str]) -> bool:
     return True
 
 
+def inline_param(name: str, value: Any = None, type_: Any = sa.Integer) -> sa.BindParameter[Any]:
+    """A bound value written into the SQL text at each execution, for LIMIT and OFFSET.
+
+    psycopg prepares a statement run often and PostgreSQL then plans it once (a generic plan)
+    when that plan costs about what a plan made for the values would. Not knowing the LIMIT,
+    the generic plan expects ~10 % of the rows and costs ~20 times more, so such a statement was
+    planned again at every execution (~0.5 ms of the database each: the queue and the agenda's
+    candidates; `bench_pages.py --plans`). Each value gives a statement of its own (a few: the
+    page size is fixed, the first pages are the ones read)."""
+    return sa.bindparam(name, value, type_=type_, literal_execute=True)
+
+
 def check_in(column: str, values: Any, name: str) -> sa.CheckConstraint:
     """A CHECK constraint limiting `column` to a fixed vocabulary."""
     quoted = ", ".join(f"'{v}'" for v in values)

@@ -27,7 +27,7 @@ from tumorboard.auth.models import User
 from tumorboard.boards.models import Board, BoardMember, BoardSite, BoardSpecialty, Meeting
 from tumorboard.calendar.quorum import Quorum, accepted_specialties_query, quorum_of
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty
-from tumorboard.db import comma_joined, joined_list, now_utc, split_joined
+from tumorboard.db import comma_joined, inline_param, joined_list, now_utc, split_joined
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.vocab import MEETING_KINDS, MEETING_STATUSES, SITES, SPECIALTIES, label
@@ -739,7 +739,7 @@ def _agenda_candidates_statement() -> sa.Select[Any]:
     meeting = SimpleNamespace(id=sa.bindparam("meeting_id"), board_id=sa.bindparam("board_id"))
     return eligible_cases(meeting).with_only_columns(  # type: ignore[arg-type]
         Case.id, Case.mrn, Case.display_name, Case.site, Case.status,
-    ).limit(sa.bindparam("limit", type_=sa.Integer))
+    ).limit(inline_param("limit"))
 
 
 def agenda_quorum(meeting: AgendaMeeting, items: Iterable[AgendaItem]) -> Quorum:
