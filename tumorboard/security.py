@@ -130,8 +130,9 @@ def set_security_headers(response: Response) -> Response:
             headers.add(name, value)
     if request.endpoint == "static":
         return response
-    # is_anonymous, not is_authenticated: the latter reads `active`, a reload after a commit
-    if request.path.startswith("/api/") or not current_user.is_anonymous:
+    # whether a user may be signed in, read from the request itself: loading the user only to
+    # ask cost a public answer (a calendar feed opened from a browser) a query
+    if request.path.startswith("/api/") or "_user_id" in session or "Authorization" in request.headers:
         headers["Cache-Control"] = "no-store"
         if "expires" in present:
             del headers["Expires"]
