@@ -9,13 +9,14 @@ every agenda full (the steady state).
 
 Creates a scratch database `tb_bench_load` (dropped afterwards), bulk-inserts 60 boards (10 per
 site, 6 sites, weekly, 3 specialist members each), their meetings for 12 weeks (capacity 150 min)
-and 10,000 ready cases (10 min each) with an audit trail of 12 events each (registered, made ready,
-read ten times), runs `VACUUM ANALYZE`, starts `gunicorn -c gunicorn.conf.py wsgi:app` in the
-production configuration and drives it with an open-loop generator (one uvloop event loop, a
-bare non-blocking socket per request, ~0.2–0.35 ms of CPU each: it shares the 2 cores it measures;
-each request is sent when it is due, on its own connection, with one of a few signed-in session
-cookies, whatever is still in flight; a session sends the cookie its last answer set, as a
-browser does). Latency is measured from the moment a request was
+and 10,000 ready cases (10 min each) with their records checklists and an audit trail of 12 events
+each (registered, made ready, read ten times); before them, as in a service in use, 20 weeks of
+held meetings that discussed 10,000 cases, now closed. Runs `VACUUM ANALYZE`, starts
+`gunicorn -c gunicorn.conf.py wsgi:app` in the production configuration and drives it with an
+open-loop generator (one uvloop event loop, a bare non-blocking socket per request, ~0.2–0.35 ms
+of CPU each: it shares the 2 cores it measures; each request is sent when it is due, on its own
+connection, with one of a few signed-in session cookies, whatever is still in flight; a session
+sends the cookie its last answer set, as a browser does). Latency is measured from the moment a request was
 *due*, so a stalled server counts against itself (no coordinated omission); a request not
 answered 5 s after it was due counts as dropped. Localhost only.
 
@@ -62,6 +63,8 @@ SITES = ["breast", "lung", "colorectal", "upper_gi", "prostate", "gynae"]
 SPECIALTIES = ["pathology", "radiology", "surgical_oncology", "radiation_oncology", "nursing"]
 BOARDS_PER_SITE = 10
 WEEKS = 12
+#: weeks of held meetings before today, with the closed cases discussed at them (as many as open)
+PAST_WEEKS = 20
 PASSWORD = "bench-password-2026"  # noqa: S105 - synthetic bench user on a scratch database
 SCRATCH = "tb_bench_load"
 #: a request still unsent this long after it was due is dropped (status -1, an error) so that an
@@ -73,10 +76,11 @@ LAGS: list[tuple[float, float]] = []
 # --- seeding ----------------------------------------------------------------------------------
 
 def seed(n_cases: int, seed: int = 11) -> dict[str, Any]:
-    """Bulk-insert boards, meetings and `n_cases` ready cases (in the current app context)."""
+    """Bulk-insert boards, meetings and `n_cases` ready cases (in the current app context), after
+    a history of held meetings that discussed as many cases, now closed."""
     from tumorboard.auth.services import create_user
     from tumorboard.boards.models import Board, BoardMember, BoardSite, Meeting
-    from tumorboard.cases.models import Case, RecordItem
+    from tumorboard.cases.models import Assignment, Case, RecordItem
     from tumorboard.cases.services import DEFAULT_RECORDS
 
     rng = random.Random(seed)
@@ -101,12 +105,13 @@ def seed(n_cases: int, seed: int = 11) -> dict[str, Any]:
                            "created_at": now})
             sites.append({"board_id": b, "site": site})
             members += [{"board_id": b, "user_id": specialists[(s * 5 + j) % 30].id} for j in range(3)]
-            for w in range(WEEKS):
+            for w in range(-PAST_WEEKS, WEEKS):
                 start = now + timedelta(days=2 + k % 7, weeks=w, hours=s)
                 start = start.replace(minute=0, second=0, microsecond=0)
                 meetings.append({"id": len(meetings) + 1, "board_id": b, "kind": "regular",
                                  "recurrence_id": start, "start_at": start,
-                                 "end_at": start + timedelta(minutes=90), "status": "scheduled",
+                                 "end_at": start + timedelta(minutes=90),
+                                 "status": "held" if w < 0 else "scheduled",
                                  "location": "Room 1", "capacity_minutes": 150,
                                  "ical_uid": f"meeting-{len(meetings) + 1}@bench", "sequence": 0,
                                  "created_at": now, "updated_at": now})
@@ -124,7 +129,30 @@ def seed(n_cases: int, seed: int = 11) -> dict[str, Any]:
                       "deadline": diagnosed + timedelta(days=90), "minutes": 10, "status": "ready",
                       "ready_at": now - timedelta(days=rng.uniform(2.5, 10)),
                       "created_at": now - timedelta(days=20), "updated_at": now})
+    # a service in use: as many closed cases, each discussed at a held meeting of its site (so
+    # that no table the pages read starts empty, and the queue's open cases are found among them)
+    held: dict[str, list[dict[str, Any]]] = {site: [] for site in SITES}
+    for m in meetings:
+        if m["status"] == "held":
+            held[sites[m["board_id"] - 1]["site"]].append(m)
+    assignments = []
+    for c in range(n_cases + 1, 2 * n_cases + 1):
+        site = rng.choice(SITES)
+        meeting = rng.choice(held[site])
+        diagnosed = meeting["start_at"].date() - timedelta(days=rng.randint(20, 60))
+        cases.append({"id": c, "mrn": f"LOAD-{c:06d}", "display_name": f"Synthetic {c}",
+                      "site": site, "diagnosis_date": diagnosed,
+                      "question": "Synthetic.", "referring_oncologist_id": coordinator.id,
+                      "urgency": "urgent" if rng.random() < 0.05 else "routine",
+                      "deadline": diagnosed + timedelta(days=90), "minutes": 10, "status": "closed",
+                      "ready_at": meeting["start_at"] - timedelta(days=rng.uniform(2.5, 10)),
+                      "created_at": meeting["start_at"] - timedelta(days=20),
+                      "updated_at": meeting["end_at"]})
+        assignments.append({"case_id": c, "meeting_id": meeting["id"], "minutes": 10, "position": 0,
+                            "source": "engine", "pinned": False, "active": True,
+                            "created_at": meeting["start_at"] - timedelta(days=2)})
     db.session.execute(sa.insert(Case), cases)
+    db.session.execute(sa.insert(Assignment), assignments)
     # each case's records checklist, as registration makes it, every item received (ready cases)
     db.session.execute(sa.insert(RecordItem), [
         {"case_id": case["id"], "kind": kind, "label": label, "required": True,
@@ -145,7 +173,15 @@ def seed(n_cases: int, seed: int = 11) -> dict[str, Any]:
     db.session.commit()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE"))  # as autovacuum leaves a settled database
-    return {"cases": len(cases), "boards": len(boards), "meetings": len(meetings)}
+    return {"ready cases": n_cases, "closed cases": len(cases) - n_cases, "boards": len(boards),
+            "meetings ahead": sum(m["status"] == "scheduled" for m in meetings), "held": len(assignments)}
+
+
+def upcoming_meeting_ids() -> list[int]:
+    """The meetings whose agendas the load reads: those to come (not the held ones)."""
+    from tumorboard.boards.models import Meeting
+
+    return list(db.session.scalars(sa.select(Meeting.id).where(Meeting.status == "scheduled")))
 
 
 # --- the load generator -----------------------------------------------------------------------
@@ -601,10 +637,10 @@ def main() -> None:
                 started = time.perf_counter()
                 counts = seed(args.cases)
                 print(f"seeded {counts} in {time.perf_counter() - started:.1f} s")
-                from tumorboard.boards.models import Board, Meeting
+                from tumorboard.boards.models import Board
 
                 workload = Workload(list(range(1, args.cases + 1)),
-                                    list(db.session.scalars(sa.select(Meeting.id))),
+                                    upcoming_meeting_ids(),
                                     list(db.session.scalars(sa.select(Board.feed_token))))
                 db.session.remove()
                 db.engine.dispose()

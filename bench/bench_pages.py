@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from bench_load import PASSWORD, SITES, _stat, reference_speed, seed  # noqa: E402
+from bench_load import PASSWORD, SITES, _stat, reference_speed, seed, upcoming_meeting_ids  # noqa: E402
 
 from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
@@ -109,10 +109,10 @@ def main() -> None:
                 if not args.no_vacuum:  # as the scheduler's job does after a large pass
                     vacuum_after_pass()
                 print(f"seeded and placed: {len(result.changes)} changes")
-            from tumorboard.boards.models import Board, Meeting
+            from tumorboard.boards.models import Board
 
             ids = {"cases": list(range(1, args.cases + 1)),
-                   "meetings": list(db.session.scalars(sa.select(Meeting.id))),
+                   "meetings": upcoming_meeting_ids(),
                    "feeds": list(db.session.scalars(sa.select(Board.feed_token)))}
             db.session.remove()
             db.engine.dispose()

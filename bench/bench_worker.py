@@ -24,7 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from bench_load import Workload, _children, _stat, reference_speed, seed, sign_in, start_gunicorn  # noqa: E402
+from bench_load import (  # noqa: E402
+    Workload,
+    _children,
+    _stat,
+    reference_speed,
+    seed,
+    sign_in,
+    start_gunicorn,
+    upcoming_meeting_ids,
+)
 
 from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
@@ -55,14 +64,14 @@ def main() -> None:
         with setup.app_context():
             db.create_all()
             seed(args.cases)
-            from tumorboard.boards.models import Board, Meeting
+            from tumorboard.boards.models import Board
             from tumorboard.planning.services import run_pass, vacuum_after_pass
 
             run_pass()
             db.session.commit()
             vacuum_after_pass()
             workload = Workload(list(range(1, args.cases + 1)),
-                                list(db.session.scalars(sa.select(Meeting.id))),
+                                upcoming_meeting_ids(),
                                 list(db.session.scalars(sa.select(Board.feed_token))))
             db.session.remove()
             db.engine.dispose()

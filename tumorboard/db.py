@@ -108,10 +108,21 @@ def inline_param(name: str, value: Any = None, type_: Any = sa.Integer) -> sa.Bi
     return sa.bindparam(name, value, type_=type_, literal_execute=True)
 
 
+def sql_in(column: str, values: Iterable[str]) -> sa.TextClause:
+    """`column IN ('a', 'b')` as SQL text, for vocabulary values (constants, no quotes in them)."""
+    return sa.text(f"{column} IN ({', '.join(repr(v) for v in values)})")
+
+
 def check_in(column: str, values: Any, name: str) -> sa.CheckConstraint:
     """A CHECK constraint limiting `column` to a fixed vocabulary."""
-    quoted = ", ".join(f"'{v}'" for v in values)
-    return sa.CheckConstraint(f"{column} IN ({quoted})", name=name)
+    return sa.CheckConstraint(sql_in(column, values), name=name)
+
+
+def inline_in(column: Any, values: Iterable[str]) -> sa.ColumnElement[bool]:
+    """`column IN (values)` with the values written into the SQL, not sent as parameters: a
+    partial index (`sql_in`) serves a prepared statement's generic plan only when PostgreSQL can
+    see that the query asks for the index's values, and a parameter could be anything."""
+    return column.in_(sa.bindparam(None, list(values), expanding=True, literal_execute=True))
 
 
 class _CommaJoined(FunctionElement[str]):

@@ -36,6 +36,8 @@ SITES: dict[str, tuple[str, ...]] = {
 }
 
 CASE_STATUSES = ("intake", "ready", "scheduled", "discussed", "closed", "withdrawn")
+#: not yet discussed, closed or withdrawn: the queue's cases (a passed deadline is a breach)
+OPEN_CASE_STATUSES = ("intake", "ready", "scheduled")
 URGENCIES = ("routine", "urgent")
 RECORD_KINDS = ("imaging", "pathology", "labs", "clinic_notes", "other")
 MEETING_STATUSES = ("scheduled", "cancelled", "held")

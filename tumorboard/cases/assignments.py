@@ -18,7 +18,7 @@ from tumorboard.boards.models import BoardSite, Meeting
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.cases.services import change_status
 from tumorboard.cases.signals import case_needs_scheduling
-from tumorboard.db import now_utc
+from tumorboard.db import inline_in, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.vocab import ASSIGNMENT_SOURCES
@@ -277,7 +277,7 @@ def eligible_cases(meeting: Meeting) -> sa.Select[tuple[Case]]:
         Assignment.meeting_id == meeting.id, Assignment.active.is_(True))
     return (
         sa.select(Case)
-        .where(Case.status.in_(("ready", "scheduled")),
+        .where(inline_in(Case.status, ("ready", "scheduled")),  # the index of open cases
                Case.site.in_(sa.select(BoardSite.site).where(BoardSite.board_id == meeting.board_id)),
                Case.id.not_in(on_meeting))
         .order_by(Case.deadline, Case.id)

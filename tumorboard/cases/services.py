@@ -24,11 +24,11 @@ from tumorboard.auth.models import User, UserRole
 from tumorboard.boards.models import Board, Meeting
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty, RecordItem
 from tumorboard.cases.signals import case_needs_scheduling
-from tumorboard.db import MAX_INT, inline_param, joined_list, now_utc, split_joined
+from tumorboard.db import MAX_INT, inline_in, inline_param, joined_list, now_utc, split_joined
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.rows import expire_held, id_in, update_rows
-from tumorboard.vocab import CASE_STATUSES, RECORD_KINDS, SITES, SPECIALTIES, URGENCIES
+from tumorboard.vocab import CASE_STATUSES, OPEN_CASE_STATUSES, RECORD_KINDS, SITES, SPECIALTIES, URGENCIES
 
 # --------------------------------------------------------------------------- deadline
 
@@ -59,8 +59,7 @@ def at_risk_margin() -> int:
 # --------------------------------------------------------------------------- risk
 
 RISKS = ("on_track", "at_risk", "breached")
-#: not yet discussed, closed or withdrawn: a passed deadline is a breach
-OPEN_STATUSES = ("intake", "ready", "scheduled")
+OPEN_STATUSES = OPEN_CASE_STATUSES
 #: not yet on a meeting: a near deadline puts the case at risk
 UNSCHEDULED_STATUSES = ("intake", "ready")
 
@@ -696,8 +695,8 @@ def _queue_statements(status: str, site: bool, urgency: bool, risk_name: str | N
     or "one") and database (`lateral`: it has LATERAL), built once: the values are bound
     parameters, given by `queue_page`."""
     conditions: list[sa.ColumnElement[bool]] = []
-    if status == "open":
-        conditions.append(Case.status.in_(OPEN_STATUSES))
+    if status == "open":  # the partial index of open cases by deadline (the closed never read)
+        conditions.append(inline_in(Case.status, OPEN_STATUSES))
     elif status == "one":
         conditions.append(Case.status == sa.bindparam("status"))
     if site:
