@@ -88,7 +88,8 @@ def test_the_vacuum_after_a_pass_runs_at_autovacuums_pace_and_leaves_the_connect
     pg_app: Flask,
 ) -> None:
     """At full speed the vacuum is one burst the web's requests wait out; autovacuum's cost delay
-    (the server's setting, 2 ms by default) makes it naps between a few hundred pages each."""
+    (the server's setting, 2 ms by default) makes it naps between a few hundred pages each, and
+    it runs in its one backend (no parallel workers for the indexes), as autovacuum does."""
     show = "SELECT current_setting('vacuum_cost_delay'), current_setting('vacuum_cost_limit')"
     engine = sa.create_engine(pg_app.config["SQLALCHEMY_DATABASE_URI"], pool_size=1, max_overflow=0)
     try:
@@ -101,10 +102,13 @@ def test_the_vacuum_after_a_pass_runs_at_autovacuums_pace_and_leaves_the_connect
         def seen(conn, cursor, statement, *_args) -> None:
             if statement.startswith("VACUUM"):
                 during.append(cursor.connection.execute(show).fetchone())
+                vacuums.append(statement)
 
+        vacuums: list[str] = []
         sa.event.listen(engine, "before_cursor_execute", seen)
         assert vacuum_analyze(engine, PASS_TABLES)
         assert during == [tuple(server)] and server[0] != "0"  # throttled, as autovacuum is
+        assert "PARALLEL 0" in vacuums[0]
         with engine.connect() as conn:  # the pool's one connection is back to the server's settings
             assert tuple(conn.execute(sa.text(show)).one()) == tuple(before) == ("0", server[1])
     finally:

@@ -83,13 +83,15 @@ def vacuum_analyze(engine: Engine, tables: Iterable[str]) -> bool:
 
     It runs at autovacuum's pace (its cost delay: a nap every few hundred pages), not at full
     speed: the web's requests get the CPU between its bursts rather than waiting out one burst of
-    a second or more."""
+    a second or more; and in one process, as autovacuum does (PostgreSQL would otherwise vacuum a
+    table's indexes with parallel workers, each at the web's priority: p99 300 ms while it ran,
+    bench/README.md)."""
     if engine.dialect.name != "postgresql":
         return False
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(_AUTOVACUUM_PACE)
         try:
-            conn.execute(sa.text(f"VACUUM (ANALYZE) {', '.join(tables)}"))
+            conn.execute(sa.text(f"VACUUM (ANALYZE, PARALLEL 0) {', '.join(tables)}"))
         finally:  # the connection goes back to the pool with the server's settings
             conn.execute(sa.text("RESET vacuum_cost_delay"))
             conn.execute(sa.text("RESET vacuum_cost_limit"))
