@@ -39,3 +39,13 @@ class AuditEvent(db.Model):
     seq: Mapped[int | None] = mapped_column(unique=True)
     prev_hash: Mapped[str | None] = mapped_column(sa.String(64))
     hash: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+
+
+#: ANALYZE samples 300 rows per unit of a column's statistics target (30,000 at the default):
+#: 180 ms of CPU at full priority for a long trail, after every large pass. Queried only by index
+#: lookups, the trail is described as well by 3,000 (27 ms). Migration 0004 sets the same.
+STATISTICS_TARGET = 10
+_SMALL_SAMPLE = ", ".join(f"ALTER COLUMN {column.name} SET STATISTICS {STATISTICS_TARGET}"
+                          for column in AuditEvent.__table__.columns)
+sa.event.listen(AuditEvent.__table__, "after_create",
+                sa.DDL(f"ALTER TABLE audit_events {_SMALL_SAMPLE}").execute_if(dialect="postgresql"))

@@ -59,7 +59,6 @@ def at_risk_margin() -> int:
 # --------------------------------------------------------------------------- risk
 
 RISKS = ("on_track", "at_risk", "breached")
-OPEN_STATUSES = OPEN_CASE_STATUSES
 #: not yet on a meeting: a near deadline puts the case at risk
 UNSCHEDULED_STATUSES = ("intake", "ready")
 
@@ -86,7 +85,7 @@ def risk(case: HasDeadline, today: date, margin_days: int) -> str:
     breached: the deadline passed (today > deadline) and the case is still open;
     at_risk: not breached, not yet scheduled and the deadline is at most `margin_days` away.
     """
-    if case.status in OPEN_STATUSES and today > case.deadline:
+    if case.status in OPEN_CASE_STATUSES and today > case.deadline:
         return "breached"
     if case.status in UNSCHEDULED_STATUSES and (case.deadline - today).days <= margin_days:
         return "at_risk"
@@ -99,7 +98,7 @@ def risk_clause(risk_name: str, today: Any, margin_days: int | None = None, *,
     `today` and `until` (today + margin_days) may be bound parameters instead of dates."""
     if until is None:
         until = today + timedelta(days=margin_days or 0)
-    breached = sa.and_(Case.status.in_(OPEN_STATUSES), Case.deadline < today)
+    breached = sa.and_(Case.status.in_(OPEN_CASE_STATUSES), Case.deadline < today)
     at_risk = sa.and_(Case.status.in_(UNSCHEDULED_STATUSES), Case.deadline >= today, Case.deadline <= until)
     if risk_name == "breached":
         return breached
@@ -692,11 +691,11 @@ def read_queue(filters: QueueFilters, page: int = 1, per_page: int = 50) -> Queu
 def _queue_statements(status: str, site: bool, urgency: bool, risk_name: str | None,
                       mrn: bool, lateral: bool) -> tuple[sa.Select[Any], sa.Select[Any]]:
     """The queue's page and count statements for one shape of filters (`status` "open", "all"
-    or "one") and database (`lateral`: it has LATERAL), built once: the values are bound
-    parameters, given by `queue_page`."""
+    or "one") and database (`lateral`: it has LATERAL), built once: `queue_page` gives the
+    values."""
     conditions: list[sa.ColumnElement[bool]] = []
     if status == "open":  # the partial index of open cases by deadline (the closed never read)
-        conditions.append(inline_in(Case.status, OPEN_STATUSES))
+        conditions.append(inline_in(Case.status, OPEN_CASE_STATUSES))
     elif status == "one":
         conditions.append(Case.status == sa.bindparam("status"))
     if site:

@@ -37,11 +37,10 @@ from tumorboard.boards.models import Board, BoardSite, BoardSpecialty, Meeting
 from tumorboard.calendar.models import Invitation
 from tumorboard.calendar.quorum import Quorum
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty
-from tumorboard.cases.services import OPEN_STATUSES
 from tumorboard.consensus.models import Consensus, ConsensusAmendment
 from tumorboard.db import now_utc
 from tumorboard.extensions import db
-from tumorboard.vocab import CONCORDANCE, PARTSTATS
+from tumorboard.vocab import CONCORDANCE, OPEN_CASE_STATUSES, PARTSTATS
 
 #: published ranges shown beside our rates (second-opinion review literature)
 PUBLISHED_DISCREPANCY = (0.02, 0.51)  # any discrepancy, by specialty
@@ -354,7 +353,7 @@ def window_compliance(filters: MetricsFilter, today: date, now: datetime | None 
     compliant = sa.and_(board.c.at.is_not(None), board_date <= Case.deadline)
     breached = sa.or_(
         sa.and_(board.c.at.is_not(None), board_date > Case.deadline),
-        sa.and_(board.c.at.is_(None), Case.deadline < today, Case.status.in_(OPEN_STATUSES)),
+        sa.and_(board.c.at.is_(None), Case.deadline < today, Case.status.in_(OPEN_CASE_STATUSES)),
     )
     conditions = [*case_conditions(filters), Case.status != "withdrawn"]
     base = sa.select(Case.id).outerjoin(board, board.c.case_id == Case.id)
