@@ -84,8 +84,7 @@ def vacuum_analyze(engine: Engine, tables: Iterable[str]) -> bool:
     It runs at autovacuum's pace (its cost delay: a nap every few hundred pages), not at full
     speed: the web's requests get the CPU between its bursts rather than waiting out one burst of
     a second or more; and in one process, as autovacuum does (PostgreSQL would otherwise vacuum a
-    table's indexes with parallel workers, each at the web's priority: p99 300 ms while it ran,
-    bench/README.md)."""
+    large table's indexes with parallel workers, paced together but each at the web's priority)."""
     if engine.dialect.name != "postgresql":
         return False
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
