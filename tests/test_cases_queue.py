@@ -247,6 +247,17 @@ def test_the_filters_show_what_each_request_asked_for(app, client) -> None:
         assert "Not a valid choice" not in client.get("/cases?site=breast").get_data(as_text=True)
 
 
+def _many_cases(statuses_and_deadlines: list[tuple[str, date]]) -> None:
+    """Breast cases in bulk (thousands, as a service holds), the planner's statistics taken."""
+    onc = make_user("oncologist")
+    db.session.execute(sa.insert(Case), [
+        {"mrn": f"BULK-{n:05d}", "display_name": f"Synthetic {n}", "site": "breast",
+         "diagnosis_date": TODAY, "question": "Synthetic.", "referring_oncologist_id": onc.id,
+         "urgency": "routine", "status": status, "deadline": deadline}
+        for n, (status, deadline) in enumerate(statuses_and_deadlines)])
+    db.session.execute(sa.text("ANALYZE cases"))
+
+
 @pytest.mark.postgres
 def test_the_queue_is_planned_once_not_at_every_page(dialect: str) -> None:
     """psycopg prepares a statement run often; PostgreSQL plans it once only when that plan costs
@@ -254,13 +265,7 @@ def test_the_queue_is_planned_once_not_at_every_page(dialect: str) -> None:
     statement look 20 times dearer planned once, so it was planned again at every page."""
     if dialect != "postgresql":
         pytest.skip("a PostgreSQL plan")
-    onc = make_user("oncologist")
-    db.session.execute(sa.insert(Case), [  # a queue of thousands, as in service
-        {"mrn": f"PLAN-{n:05d}", "display_name": f"Synthetic {n}", "site": "breast",
-         "diagnosis_date": TODAY, "question": "Synthetic.", "referring_oncologist_id": onc.id,
-         "urgency": "routine", "deadline": TODAY + timedelta(days=n % 90), "status": "ready"}
-        for n in range(3000)])
-    db.session.execute(sa.text("ANALYZE cases"))
+    _many_cases([("ready", TODAY + timedelta(days=n % 90)) for n in range(3000)])  # as in service
     for _ in range(12):  # psycopg prepares at the 5th run, PostgreSQL decides after 5 plans
         assert len(queue_page(QueueFilters(site="breast")).rows) == 50
     plans = db.session.execute(sa.text("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
@@ -275,18 +280,8 @@ def test_the_queue_finds_its_page_among_the_open_cases_alone(dialect: str, state
     statuses are in the SQL itself, so a plan made once (for any values) can use that index."""
     if dialect != "postgresql":
         pytest.skip("a PostgreSQL plan")
-    onc = make_user("oncologist")
-    db.session.execute(sa.insert(Case), [
-        {"mrn": f"PLAN-{n:05d}", "display_name": f"Synthetic {n}", "site": "breast",
-         "diagnosis_date": TODAY, "question": "Synthetic.", "referring_oncologist_id": onc.id,
-         "urgency": "routine", "status": status, "deadline": deadline}
-        for n in range(3000)
-        for status, deadline in [("closed", TODAY - timedelta(days=400 - n // 10))]
-    ] + [{"mrn": f"OPEN-{n:05d}", "display_name": f"Synthetic {n}", "site": "breast",
-          "diagnosis_date": TODAY, "question": "Synthetic.", "referring_oncologist_id": onc.id,
-          "urgency": "routine", "status": "ready", "deadline": TODAY + timedelta(days=n % 90)}
-         for n in range(300)])
-    db.session.execute(sa.text("ANALYZE cases"))
+    _many_cases([("closed", TODAY - timedelta(days=400 - n // 10)) for n in range(3000)]
+                + [("ready", TODAY + timedelta(days=n % 90)) for n in range(300)])
     statements.clear()
     page = queue_page(QueueFilters())
     assert len(page.rows) == 50 and {row.case.status for row in page.rows} == {"ready"}
