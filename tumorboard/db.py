@@ -75,6 +75,14 @@ _AUTOVACUUM_PACE = sa.text(
     "WHERE current_setting('autovacuum_vacuum_cost_limit') <> '-1'")
 
 
+def on_postgresql() -> bool:
+    """Whether the current session's database is PostgreSQL (where a statement has a faster or a
+    stronger form than the portable one)."""
+    from tumorboard.extensions import db
+
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
 def vacuum_analyze(engine: Engine, tables: Iterable[str]) -> bool:
     """`VACUUM (ANALYZE)` these tables on PostgreSQL (outside any transaction, as it must run);
     False, and nothing done, on other databases. After a large write every query over the

@@ -9,17 +9,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
+from tumorboard.db import on_postgresql
 from tumorboard.extensions import db
-
-
-def _postgresql() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
 
 
 def id_in(column: Any, ids: list[int] | set[int]) -> sa.ColumnElement[bool]:
     """`column IN ids`; on PostgreSQL `column = ANY(array)`: one parameter rather than one per id
     (psycopg parses every placeholder of a statement: ~0.1 s for 10,000 of them)."""
-    if _postgresql():
+    if on_postgresql():
         return column == sa.any_(sa.literal(list(ids), sa.ARRAY(sa.Integer)))
     return column.in_(ids)
 
@@ -35,7 +32,7 @@ def update_rows(model: Any, rows: Sequence[Mapping[str, Any]], **same: Any) -> N
         return
     table = model.__table__
     columns = [name for name in rows[0] if name != "id"]
-    if _postgresql():
+    if on_postgresql():
         data = sa.func.unnest(*(
             sa.literal([row[name] for row in rows], sa.ARRAY(table.c[name].type)) for name in ["id", *columns]
         )).table_valued("id", *columns).render_derived(name="d")

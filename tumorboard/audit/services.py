@@ -31,7 +31,7 @@ from flask import has_request_context, request
 from flask_login import current_user
 
 from tumorboard.audit.models import AuditEvent
-from tumorboard.db import now_utc
+from tumorboard.db import now_utc, on_postgresql
 from tumorboard.extensions import db
 from tumorboard.rows import update_rows
 
@@ -70,7 +70,7 @@ def _plain_json(details: dict[str, Any] | None) -> dict[str, Any]:
 
 def _lock_chain() -> None:
     # One sealer at a time; SQLite has a single writer already (BEGIN IMMEDIATE).
-    if db.session.get_bind().dialect.name == "postgresql":
+    if on_postgresql():
         db.session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('audit_chain'))"))
 
 
@@ -102,7 +102,7 @@ def record_many(
     if not rows:
         return []
     table = AuditEvent.__table__
-    if db.session.get_bind().dialect.name == "postgresql":
+    if on_postgresql():
         ids = _insert_from_json(common, rows)
     else:
         ids = sorted(db.session.scalars(sa.insert(table).returning(table.c.id), rows))

@@ -24,7 +24,7 @@ from tumorboard.auth.models import User, UserRole
 from tumorboard.boards.models import Board, Meeting
 from tumorboard.cases.models import Assignment, Case, CaseSpecialty, RecordItem
 from tumorboard.cases.signals import case_needs_scheduling
-from tumorboard.db import MAX_INT, inline_in, inline_param, joined_list, now_utc, split_joined
+from tumorboard.db import MAX_INT, inline_in, inline_param, joined_list, now_utc, on_postgresql, split_joined
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.rows import expire_held, id_in, update_rows
@@ -749,9 +749,8 @@ def _queue_statements(status: str, site: bool, urgency: bool, risk_name: str | N
 
 def _queue_shape(filters: QueueFilters) -> tuple[str, bool, bool, str | None, bool, bool]:
     status = filters.status if filters.status in ("open", "all") else "one"
-    lateral = db.session.get_bind().dialect.name == "postgresql"
     return (status, bool(filters.site), bool(filters.urgency), filters.risk or None, bool(_mrn(filters)),
-            lateral)
+            on_postgresql())
 
 
 def _mrn(filters: QueueFilters) -> str:

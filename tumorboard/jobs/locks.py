@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from filelock import FileLock, Timeout
 from flask import current_app
 
+from tumorboard.db import on_postgresql
 from tumorboard.extensions import db
 
 
@@ -26,7 +27,7 @@ def _key(name: str) -> int:
 @contextmanager
 def job_lock(name: str) -> Iterator[bool]:
     """Yield True when this process holds the job's lock, False when another one does."""
-    if db.session.get_bind().dialect.name == "postgresql":
+    if on_postgresql():
         got = db.session.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _key(name)})
         yield bool(got)
         return
