@@ -38,6 +38,8 @@ SITES: dict[str, tuple[str, ...]] = {
 CASE_STATUSES = ("intake", "ready", "scheduled", "discussed", "closed", "withdrawn")
 #: not yet discussed, closed or withdrawn: the queue's cases (a passed deadline is a breach)
 OPEN_CASE_STATUSES = ("intake", "ready", "scheduled")
+#: the open cases a meeting can take: the scheduler places them, a coordinator adds them to an agenda
+SCHEDULABLE_CASE_STATUSES = ("ready", "scheduled")
 URGENCIES = ("routine", "urgent")
 RECORD_KINDS = ("imaging", "pathology", "labs", "clinic_notes", "other")
 MEETING_STATUSES = ("scheduled", "cancelled", "held")

@@ -21,7 +21,7 @@ from tumorboard.cases.signals import case_needs_scheduling
 from tumorboard.db import inline_in, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
-from tumorboard.vocab import ASSIGNMENT_SOURCES
+from tumorboard.vocab import ASSIGNMENT_SOURCES, SCHEDULABLE_CASE_STATUSES
 
 Source = Literal["engine", "coordinator"]
 Direction = Literal["up", "down"]
@@ -111,7 +111,7 @@ def assign(case: Case, meeting: Meeting, *, source: Source, pinned: bool = False
     if not serves_site(meeting, case.site):
         raise DomainError(f"{meeting.board.name} does not discuss {case.site} cases.",
                           fields={"meeting_id": [f"the board does not serve the site {case.site}"]})
-    if case.status not in {"ready", "scheduled"}:
+    if case.status not in SCHEDULABLE_CASE_STATUSES:
         raise _conflict(f"Only a ready or scheduled case can be put on an agenda; this one is {case.status}.",
                         "case_id")
     minutes = case.minutes if minutes is None else minutes
@@ -277,7 +277,7 @@ def eligible_cases(meeting: Meeting) -> sa.Select[tuple[Case]]:
         Assignment.meeting_id == meeting.id, Assignment.active.is_(True))
     return (
         sa.select(Case)
-        .where(inline_in(Case.status, ("ready", "scheduled")),  # the index of open cases
+        .where(inline_in(Case.status, SCHEDULABLE_CASE_STATUSES),  # the index of open cases
                Case.site.in_(sa.select(BoardSite.site).where(BoardSite.board_id == meeting.board_id)),
                Case.id.not_in(on_meeting))
         .order_by(Case.deadline, Case.id)

@@ -28,7 +28,15 @@ from tumorboard.db import MAX_INT, inline_in, inline_param, joined_list, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.rows import expire_held, id_in, update_rows
-from tumorboard.vocab import CASE_STATUSES, OPEN_CASE_STATUSES, RECORD_KINDS, SITES, SPECIALTIES, URGENCIES
+from tumorboard.vocab import (
+    CASE_STATUSES,
+    OPEN_CASE_STATUSES,
+    RECORD_KINDS,
+    SCHEDULABLE_CASE_STATUSES,
+    SITES,
+    SPECIALTIES,
+    URGENCIES,
+)
 
 # --------------------------------------------------------------------------- deadline
 
@@ -390,7 +398,7 @@ def update_case(case: Case, changes: Mapping[str, Any]) -> list[str]:
     if changed:
         db.session.flush()
         audit("case.update", "case", case.id, details={"fields": changed})
-    if not was_urgent and case.urgency == "urgent" and case.status in ("ready", "scheduled"):
+    if not was_urgent and case.urgency == "urgent" and case.status in SCHEDULABLE_CASE_STATUSES:
         case_needs_scheduling.send(case)
     return changed
 

@@ -29,6 +29,7 @@ from tumorboard.db import now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.rows import expire_held, id_in, update_rows
+from tumorboard.vocab import SCHEDULABLE_CASE_STATUSES
 
 if TYPE_CHECKING:
     from tumorboard.planning.services import Change
@@ -199,7 +200,7 @@ def _placement_refusal(meeting: Meeting, case: Any, current: _Active | None, ser
         return exc.message
     if (meeting.board_id, case.site) not in served:
         return f"{meeting.board.name} does not discuss {case.site} cases."
-    if case.status not in {"ready", "scheduled"}:
+    if case.status not in SCHEDULABLE_CASE_STATUSES:
         return f"Only a ready or scheduled case can be put on an agenda; this one is {case.status}."
     if case.minutes < 1:
         return "A case takes at least one minute."

@@ -35,8 +35,8 @@ from tumorboard.planning.bulk import apply_changes, batches
 from tumorboard.planning.models import PlanningRequest
 from tumorboard.rows import id_in, update_rows
 from tumorboard.scheduling import parse_problem, solve
+from tumorboard.vocab import SCHEDULABLE_CASE_STATUSES
 
-OPEN_STATUSES = ("ready", "scheduled")
 T = TypeVar("T")
 
 
@@ -127,7 +127,7 @@ def build_problem(now: datetime | None = None) -> Snapshot:
         )
     }
     cases = db.session.scalars(
-        sa.select(Case).where(Case.status.in_(OPEN_STATUSES), Case.ready_at.is_not(None))
+        sa.select(Case).where(Case.status.in_(SCHEDULABLE_CASE_STATUSES), Case.ready_at.is_not(None))
         .order_by(Case.deadline, Case.id)
     ).all()
     problem_cases, by_key, states = [], {}, {}
