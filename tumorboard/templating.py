@@ -4,6 +4,7 @@ the page chrome (`chrome_urls`, `main_nav`), built once per process rather than 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from html import escape
 from typing import Any
@@ -42,6 +43,12 @@ CHROME_LINKS: dict[str, tuple[str, dict[str, str]]] = {
 
 #: at most this many cached navigation bars (role sets × current pages): a bound, not a target
 _NAV_CACHE_SIZE = 2048
+
+
+#: `escape` for texts of the vocabulary (labels of sites, statuses, specialties, and lists of
+#: them): the same few on every row of a table, escaped once per process. Never for names or
+#: MRNs, which are PHI and differ on every row.
+escape_vocab = functools.lru_cache(maxsize=1024)(escape)
 
 
 def url_pattern(endpoint: str, name: str, **fixed: Any) -> Callable[[int], str]:

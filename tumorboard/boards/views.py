@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime, timedelta
 from functools import partial
 from html import escape
@@ -41,7 +40,7 @@ from tumorboard.db import MAX_INT, now_utc
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.forms import show_errors
-from tumorboard.templating import url_slot
+from tumorboard.templating import escape_vocab, url_slot
 
 bp = Blueprint("boards", __name__)
 
@@ -240,9 +239,6 @@ _URGENT = '<span class="badge urgent">urgent</span>'
 
 #: an option of the "add a case" list
 _CANDIDATE = '<option{selected} value="{id}">{text}</option>'
-#: `escape` for texts of the vocabulary (site labels, specialties): the same few on every row.
-#: Never for names or MRNs, which are PHI and differ on every row.
-_escape_vocab = functools.lru_cache(maxsize=1024)(escape)
 
 
 def _literal(html: str) -> str:
@@ -275,11 +271,11 @@ def _agenda_rows(items: list[services.AgendaItem], template: str) -> Markup:
     for number, item in enumerate(items, 1):
         html.append(template.format(
             number=number, assignment_id=item.id, case_id=item.case_id, mrn=escape(item.mrn),
-            display_name=escape(item.display_name), site=_escape_vocab(item.site_label), minutes=item.minutes,
+            display_name=escape(item.display_name), site=escape_vocab(item.site_label), minutes=item.minutes,
             deadline=item.deadline_text, urgency=_URGENT if item.urgent else "routine",
-            specialties=_escape_vocab(item.specialties_text),
+            specialties=escape_vocab(item.specialties_text),
             quorum_class="quorum-missing" if item.missing_text else "quorum-met",
-            quorum=f"missing: {_escape_vocab(item.missing_text)}" if item.missing_text else "met",
+            quorum=f"missing: {escape_vocab(item.missing_text)}" if item.missing_text else "met",
             pinned="pinned" if item.pinned else "—",
             up=" disabled" if number == 1 else "", down=" disabled" if number == last else "",
             pin_value="0" if item.pinned else "1", pin_label="Unpin" if item.pinned else "Pin",

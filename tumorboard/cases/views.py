@@ -29,7 +29,7 @@ from tumorboard.cases.models import Case
 from tumorboard.errors import DomainError
 from tumorboard.extensions import db
 from tumorboard.forms import rendered_fields, show_errors
-from tumorboard.templating import url_pattern
+from tumorboard.templating import escape_vocab, url_pattern
 from tumorboard.vocab import label
 
 bp = Blueprint("cases", __name__)
@@ -92,8 +92,9 @@ def _queue_rows(rows: list[services.QueueRow], tz: ZoneInfo) -> Markup:
             meetings[row.meeting_id] = meeting
         html.append(_QUEUE_ROW.format(
             url=case_url(case.id), mrn=escape(case.mrn), display_name=escape(case.display_name),
-            site=escape(label(case.site)), deadline=case.deadline.isoformat(), days_left=row.days_left,
-            risk=escape(row.risk), risk_label=escape(label(row.risk)), status=escape(label(case.status)),
+            site=escape_vocab(label(case.site)), deadline=case.deadline.isoformat(), days_left=row.days_left,
+            risk=escape_vocab(row.risk), risk_label=escape_vocab(label(row.risk)),
+            status=escape_vocab(label(case.status)),
             urgency=_URGENT if case.urgency == "urgent" else _ROUTINE,
             received=row.records_received, required=row.records_required, meeting=meeting,
         ))
