@@ -59,6 +59,26 @@ def active_assignment(case: Case) -> Assignment | None:
         sa.select(Assignment).where(Assignment.case_id == case.id, Assignment.active.is_(True)))
 
 
+# The words of the refusals `assign` shares with the pass's bulk apply (planning/bulk.py), which
+# must refuse the same changes in the same words.
+
+def wrong_site(board_name: str, site: str) -> str:
+    return f"{board_name} does not discuss {site} cases."
+
+
+def not_schedulable(status: str) -> str:
+    return f"Only a ready or scheduled case can be put on an agenda; this one is {status}."
+
+
+TOO_SHORT = "A case takes at least one minute."
+ON_FROZEN_AGENDA = "The case is on a frozen agenda: only a coordinator can move it."
+
+
+def no_time_left(used: int, capacity: int, minutes: int) -> str:
+    return (f"Not enough time left: {used} of {capacity} minutes are used and the case needs {minutes}. "
+            "A coordinator can pin it to overbook.")
+
+
 def serves_site(meeting: Meeting, site: str) -> bool:
     """Whether the meeting's board serves a tumor site."""
     return db.session.scalar(sa.select(BoardSite.board_id).where(
@@ -109,14 +129,13 @@ def assign(case: Case, meeting: Meeting, *, source: Source, pinned: bool = False
     now = now or now_utc()
     _check_open(meeting, source=source, now=now)
     if not serves_site(meeting, case.site):
-        raise DomainError(f"{meeting.board.name} does not discuss {case.site} cases.",
+        raise DomainError(wrong_site(meeting.board.name, case.site),
                           fields={"meeting_id": [f"the board does not serve the site {case.site}"]})
     if case.status not in SCHEDULABLE_CASE_STATUSES:
-        raise _conflict(f"Only a ready or scheduled case can be put on an agenda; this one is {case.status}.",
-                        "case_id")
+        raise _conflict(not_schedulable(case.status), "case_id")
     minutes = case.minutes if minutes is None else minutes
     if minutes < 1:
-        raise DomainError("A case takes at least one minute.", fields={"minutes": ["at least 1"]})
+        raise DomainError(TOO_SHORT, fields={"minutes": ["at least 1"]})
     current = active_assignment(case)
     if current is not None and current.meeting_id == meeting.id:
         changed = current.pinned != pinned or current.minutes != minutes
@@ -129,13 +148,11 @@ def assign(case: Case, meeting: Meeting, *, source: Source, pinned: bool = False
     if current is not None:
         old_meeting = db.session.get(Meeting, current.meeting_id)
         if old_meeting is not None and old_meeting.agenda_frozen_at is not None and source != "coordinator":
-            raise _conflict("The case is on a frozen agenda: only a coordinator can move it.", "case_id")
+            raise _conflict(ON_FROZEN_AGENDA, "case_id")
     used = minutes_used(meeting)
     overbooked = used + minutes > meeting.capacity_minutes
     if overbooked and not (pinned and source == "coordinator"):
-        raise _conflict(
-            f"Not enough time left: {used} of {meeting.capacity_minutes} minutes are used and the "
-            f"case needs {minutes}. A coordinator can pin it to overbook.", "meeting_id")
+        raise _conflict(no_time_left(used, meeting.capacity_minutes, minutes), "meeting_id")
     previous_meeting_id = None
     if current is not None:
         previous_meeting_id = current.meeting_id

@@ -22,7 +22,14 @@ import sqlalchemy as sa
 from tumorboard.audit.services import record_many
 from tumorboard.boards.models import BoardSite, Meeting
 from tumorboard.calendar.tracking import mark_meetings_touched
-from tumorboard.cases.assignments import _check_open  # the rules' own refusals
+from tumorboard.cases.assignments import (  # the rules' own refusals
+    ON_FROZEN_AGENDA,
+    TOO_SHORT,
+    _check_open,
+    no_time_left,
+    not_schedulable,
+    wrong_site,
+)
 from tumorboard.cases.models import Assignment, Case
 from tumorboard.cases.services import change_status_many
 from tumorboard.db import now_utc
@@ -199,16 +206,15 @@ def _placement_refusal(meeting: Meeting, case: Any, current: _Active | None, ser
     except DomainError as exc:
         return exc.message
     if (meeting.board_id, case.site) not in served:
-        return f"{meeting.board.name} does not discuss {case.site} cases."
+        return wrong_site(meeting.board.name, case.site)
     if case.status not in SCHEDULABLE_CASE_STATUSES:
-        return f"Only a ready or scheduled case can be put on an agenda; this one is {case.status}."
+        return not_schedulable(case.status)
     if case.minutes < 1:
-        return "A case takes at least one minute."
+        return TOO_SHORT
     if current is not None and current.meeting_id in frozen:
-        return "The case is on a frozen agenda: only a coordinator can move it."
+        return ON_FROZEN_AGENDA
     if used + case.minutes > meeting.capacity_minutes:
-        return (f"Not enough time left: {used} of {meeting.capacity_minutes} minutes are used and the "
-                f"case needs {case.minutes}. A coordinator can pin it to overbook.")
+        return no_time_left(used, meeting.capacity_minutes, case.minutes)
     return None
 
 

@@ -423,7 +423,7 @@ def place_in_urgent_slot(case: Case, board: Board, start: datetime, duration_min
                          location: str | None = None) -> Meeting:
     """The coordinator's one step: create an urgent slot of `board` and pin `case` on it."""
     from tumorboard.boards.services import create_urgent_slot
-    from tumorboard.cases.assignments import assign, serves_site
+    from tumorboard.cases.assignments import assign, serves_site, wrong_site
 
     if case.urgent_slot_latest_start is None or case.status != "ready":
         raise DomainError("This case has no open urgent slot request.", status=409, code="conflict",
@@ -431,7 +431,7 @@ def place_in_urgent_slot(case: Case, board: Board, start: datetime, duration_min
     meeting = create_urgent_slot(board, start, duration_minutes,
                                  capacity_minutes=max(duration_minutes, case.minutes), location=location)
     if not serves_site(meeting, case.site):
-        raise DomainError(f"{board.name} does not discuss {case.site} cases.",
+        raise DomainError(wrong_site(board.name, case.site),
                           fields={"board_id": [f"choose a board serving {case.site}"]})
     assign(case, meeting, source="coordinator", pinned=True)
     case.urgent_slot_latest_start = None
