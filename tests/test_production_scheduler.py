@@ -65,3 +65,39 @@ def test_the_pass_solves_on_idle_cpu_time_only(app, monkeypatch) -> None:
     ready_cases_and_two_meetings(3)
     assert len(services.run_pass().changes) == 3  # placed as ever
     assert policies == [os.SCHED_IDLE]
+
+
+def test_a_poll_still_at_work_is_skipped_quietly_a_long_job_still_warns(app, caplog) -> None:
+    """APScheduler's own processing, with a run of each job still going: the second-by-second
+    seal of the audit trail is skipped without a word, the quarter-hourly pass with a warning."""
+    import logging
+    import threading
+
+    from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+
+    scheduler = build_scheduler(app, BackgroundScheduler)
+    for job in scheduler.get_jobs():
+        if job.id not in ("seal-audit", "assign"):
+            scheduler.remove_job(job.id)  # nothing else runs against the test's database
+    skipped: list[str] = []
+    both = threading.Event()
+
+    def on_skip(event) -> None:
+        skipped.append(event.job_id)
+        if len(skipped) == 2:
+            both.set()
+
+    scheduler.add_listener(on_skip, EVENT_JOB_MAX_INSTANCES)
+    caplog.set_level(logging.WARNING, logger="apscheduler.scheduler")
+    scheduler.start(paused=True)
+    try:
+        executor = scheduler._lookup_executor("default")
+        for job_id in ("seal-audit", "assign"):
+            executor._instances[job_id] = 1  # a run of each is still at work
+        scheduler.resume()  # both are due now
+        assert both.wait(timeout=30)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert sorted(skipped) == ["assign", "seal-audit"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "apscheduler.scheduler"]
+    assert len(warnings) == 1 and '"assign (trigger' in warnings[0] and "maximum number" in warnings[0]
