@@ -45,7 +45,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -178,13 +178,6 @@ def seed(n_cases: int, seed: int = 11) -> dict[str, Any]:
             "meetings ahead": sum(m["status"] == "scheduled" for m in meetings), "held": len(assignments)}
 
 
-def upcoming_meeting_ids() -> list[int]:
-    """The meetings whose agendas the load reads: those to come (not the held ones)."""
-    from tumorboard.boards.models import Meeting
-
-    return list(db.session.scalars(sa.select(Meeting.id).where(Meeting.status == "scheduled")))
-
-
 # --- the load generator -----------------------------------------------------------------------
 
 @dataclass
@@ -250,18 +243,34 @@ class Workload:
     case_ids: list[int]
     meeting_ids: list[int]
     feed_tokens: list[str]
-    rng: random.Random = field(default_factory=lambda: random.Random(5))
+    rng: random.Random
+
+    @classmethod
+    def of_seeded(cls, n_cases: int, draws: int = 5) -> Workload:
+        """What `seed(n_cases)` made for the load to read (in its app context): its open cases, the
+        meetings to come (not the held ones) and the boards' feeds; `draws` seeds the choices."""
+        from tumorboard.boards.models import Board, Meeting
+
+        return cls(list(range(1, n_cases + 1)),
+                   list(db.session.scalars(sa.select(Meeting.id).where(Meeting.status == "scheduled"))),
+                   list(db.session.scalars(sa.select(Board.feed_token))), random.Random(draws))
 
     def next(self) -> tuple[str, str]:
+        """The mix: 35 % queue, 30 % case, 25 % agenda, 10 % feed; (kind, path)."""
         roll = self.rng.random()
-        if roll < 0.35:
+        kind = "queue" if roll < 0.35 else "case" if roll < 0.65 else "agenda" if roll < 0.90 else "feed"
+        return kind, self.path(kind)
+
+    def path(self, kind: str) -> str:
+        """A page of this kind, drawn at random."""
+        if kind == "queue":
             site = self.rng.choice(["", *SITES])
-            return "queue", f"/cases?site={site}" if site else "/cases"
-        if roll < 0.65:
-            return "case", f"/cases/{self.rng.choice(self.case_ids)}"
-        if roll < 0.90:
-            return "agenda", f"/meetings/{self.rng.choice(self.meeting_ids)}"
-        return "feed", f"/feeds/boards/{self.rng.choice(self.feed_tokens)}.ics"
+            return f"/cases?site={site}" if site else "/cases"
+        if kind == "case":
+            return f"/cases/{self.rng.choice(self.case_ids)}"
+        if kind == "agenda":
+            return f"/meetings/{self.rng.choice(self.meeting_ids)}"
+        return f"/feeds/boards/{self.rng.choice(self.feed_tokens)}.ics"
 
 
 class _InFlight:
@@ -650,11 +659,7 @@ def main() -> None:
                 started = time.perf_counter()
                 counts = seed(args.cases)
                 print(f"seeded {counts} in {time.perf_counter() - started:.1f} s")
-                from tumorboard.boards.models import Board
-
-                workload = Workload(list(range(1, args.cases + 1)),
-                                    upcoming_meeting_ids(),
-                                    list(db.session.scalars(sa.select(Board.feed_token))))
+                workload = Workload.of_seeded(args.cases)
                 db.session.remove()
                 db.engine.dispose()
             print(f"machine: nproc={os.cpu_count()}, {reference_speed()}, "

@@ -18,7 +18,6 @@ import argparse
 import cProfile
 import os
 import pstats
-import random
 import re
 import statistics
 import sys
@@ -29,24 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from bench_load import PASSWORD, SITES, _stat, reference_speed, seed, upcoming_meeting_ids  # noqa: E402
+from bench_load import PASSWORD, Workload, _stat, reference_speed, seed  # noqa: E402
 
 from tests.pgcheck import scratch_database  # noqa: E402
 from tumorboard import create_app  # noqa: E402
 from tumorboard.extensions import db  # noqa: E402
 
 SCRATCH = "tb_bench_pages"
-
-
-def paths(kind: str, rng: random.Random, ids: dict[str, list]) -> str:
-    if kind == "queue":
-        site = rng.choice(["", *SITES])
-        return f"/cases?site={site}" if site else "/cases"
-    if kind == "case":
-        return f"/cases/{rng.choice(ids['cases'])}"
-    if kind == "agenda":
-        return f"/meetings/{rng.choice(ids['meetings'])}"
-    return f"/feeds/boards/{rng.choice(ids['feeds'])}.ics"
 
 
 def sign_in(client) -> None:  # noqa: ANN001 - Flask test client
@@ -109,11 +97,7 @@ def main() -> None:
                 if not args.no_vacuum:  # as the scheduler's job does after a large pass
                     vacuum_after_pass()
                 print(f"seeded and placed: {len(result.changes)} changes")
-            from tumorboard.boards.models import Board
-
-            ids = {"cases": list(range(1, args.cases + 1)),
-                   "meetings": upcoming_meeting_ids(),
-                   "feeds": list(db.session.scalars(sa.select(Board.feed_token)))}
+            pages = Workload.of_seeded(args.cases, draws=3)
             db.session.remove()
             db.engine.dispose()
 
@@ -132,20 +116,19 @@ def main() -> None:
         client.environ_base["wsgi.url_scheme"] = "https"
         client.environ_base["HTTP_HOST"] = "localhost"
         sign_in(client)
-        rng = random.Random(3)
         kinds = args.pages.split(",")
         print(reference_speed())
         print(f"{'page':<8} {'cpu p50 ms':>10} {'cpu p90 ms':>10} {'wall p50 ms':>11} {'SQL/req':>8} "
               f"{'backend ms':>10}")
         for kind in kinds:
             for _ in range(50):  # warm-up: templates, compiled SQL, prepared statements
-                assert client.get(paths(kind, rng, ids)).status_code == 200
+                assert client.get(pages.path(kind)).status_code == 200
             cpu, wall = [], []
             statements[0] = 0
             backend = backends_cpu(url)
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             for _ in range(args.requests):
-                path = paths(kind, rng, ids)
+                path = pages.path(kind)
                 c0, w0 = time.process_time(), time.perf_counter()
                 if profiler:
                     profiler.enable()
@@ -169,7 +152,7 @@ def main() -> None:
                 print_by_package(stats, args.requests)
             if args.explain:
                 seen.clear()
-                assert client.get(paths(kind, rng, ids)).status_code == 200
+                assert client.get(pages.path(kind)).status_code == 200
                 explain([(sql, params) for sql, params in seen if sql.lstrip().upper().startswith("SELECT")],
                         app)
         if args.plans:

@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa  # noqa: E402
 from bench_load import (  # noqa: E402
     Workload,
     _children,
@@ -32,7 +31,6 @@ from bench_load import (  # noqa: E402
     seed,
     sign_in,
     start_gunicorn,
-    upcoming_meeting_ids,
 )
 
 from tests.pgcheck import scratch_database  # noqa: E402
@@ -64,15 +62,12 @@ def main() -> None:
         with setup.app_context():
             db.create_all()
             seed(args.cases)
-            from tumorboard.boards.models import Board
             from tumorboard.planning.services import run_pass, vacuum_after_pass
 
             run_pass()
             db.session.commit()
             vacuum_after_pass()
-            workload = Workload(list(range(1, args.cases + 1)),
-                                upcoming_meeting_ids(),
-                                list(db.session.scalars(sa.select(Board.feed_token))))
+            workload = Workload.of_seeded(args.cases)
             db.session.remove()
             db.engine.dispose()
         server = start_gunicorn(url, args.port, 1)
